@@ -18,7 +18,7 @@ pub type PriceTicks = i64;
 /// A quantity in lots of the instrument (quantity = lots × lot size).
 pub type QtyLots = i64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Side {
     Buy,
     Sell,
