@@ -53,10 +53,11 @@ pub enum Command {
     },
 }
 
-/// A command as the sequencer hands it to the engine.
+/// A command as the sequencer hands it to the engine: the sequence number and the timestamp are
+/// part of the record, never read from a clock by the state machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sequenced {
+pub struct Sequenced<C = Command> {
     pub seq: u64,
     pub ts_ns: u64,
-    pub command: Command,
+    pub command: C,
 }

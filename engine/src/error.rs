@@ -60,6 +60,18 @@ reject_reasons! {
     OrdersFull = 1302, "the engine has no room for another open order";
     TooManyOpenOrders = 1303, "the account has reached its maximum number of open orders";
     StopsFull = 1304, "the book has no room for another stop order";
+    AccountsFull = 1305, "the exchange has no room for another account";
+    WithdrawalsFull = 1306, "the exchange has no room for another pending withdrawal";
+    InsufficientBalance = 1401, "the available balance does not cover the order or withdrawal";
+    HouseTradingForbidden = 1402, "house accounts may not trade on this instrument";
+    AmountNotPositive = 1403, "amount must be greater than zero";
+    AmountTooLarge = 1404, "amount does not fit the ledger's range";
+    DuplicateDeposit = 1405, "a deposit with this transaction id was already credited";
+    UnknownAsset = 1406, "no asset with that id";
+    UnknownWithdrawal = 1407, "no pending withdrawal with that id";
+    InsufficientCustody = 1408, "the custody location does not hold enough spendable funds";
+    HotWalletCapExceeded = 1409, "the move would put the hot wallet over its cap";
+    InvalidLocation = 1410, "the asset cannot be held at that custody location";
 }
 
 impl std::fmt::Display for RejectReason {

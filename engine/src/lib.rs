@@ -14,6 +14,7 @@ mod book;
 pub mod command;
 pub mod error;
 pub mod event;
+pub mod exchange;
 mod hash;
 pub mod instrument;
 pub mod matcher;
@@ -22,6 +23,10 @@ pub mod types;
 pub use command::{Command, NewOrder, Sequenced};
 pub use error::RejectReason;
 pub use event::{CancelReason, Event, LevelDelta, Origin, Priority};
+pub use exchange::{
+    Alert, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, HouseSide, Settlement, TxId,
+    WithdrawalId,
+};
 pub use instrument::{HousePolicy, InstrumentSpec};
 pub use matcher::{BookViolation, EngineConfig, Matcher, OrderView, Trading, Waiting};
 pub use types::*;

@@ -9,7 +9,10 @@
 //! Stops: after a command's own matching, while the last trade price reaches a waiting stop, the
 //! first such stop is triggered and executed in full (with whatever it trades) before looking again.
 //! Buy stops are looked at before sell stops; among buy stops the lowest stop price goes first,
-//! among sell stops the highest, and equal stop prices go by order id.
+//! among sell stops the highest, and equal stop prices go by order id. A triggered stop-market
+//! executes inside both the band around the reference and the band around its own stop price, so
+//! that a gap through the stop cannot fill it further away than the band (and a buyer's funds,
+//! reserved at placement, always cover it).
 
 use crate::book::*;
 use crate::command::*;
@@ -19,7 +22,7 @@ use crate::hash::IdMap;
 use crate::instrument::{InstrumentSpec, PRICE_TICKS_MAX};
 use crate::types::*;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     /// Open orders (resting and stop) across all books.
     pub orders_max: u32,
@@ -336,6 +339,53 @@ impl Matcher {
         self.run_stops(order.instrument, out);
     }
 
+    /// Whether `order` would be accepted now, without changing anything (the exchange asks before
+    /// it reserves funds).
+    pub fn check_new(&self, order: &NewOrder) -> Result<(), RejectReason> {
+        self.validate_new(order)
+    }
+
+    /// Whether a replace would be accepted now; on success, the order it would change.
+    pub fn check_replace(
+        &self,
+        account: AccountId,
+        order: OrderRef,
+        price_ticks: PriceTicks,
+        qty_lots: QtyLots,
+        client_order_id_new: Option<ClientOrderId>,
+    ) -> Result<OrderView, RejectReason> {
+        let slot = self.lookup(account, order)?;
+        self.validate_replace(slot, price_ticks, qty_lots, client_order_id_new)?;
+        Ok(self.view(slot))
+    }
+
+    /// The price limit a market order (`stop_ticks: None`) or a stop-market order gets: the band
+    /// edge around the reference, and for a stop-market also within the band around its stop, so
+    /// that a gap through the stop cannot fill it further away than the band.
+    pub fn market_limit(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+        stop_ticks: Option<PriceTicks>,
+    ) -> PriceTicks {
+        let book = &self.books[instrument as usize];
+        let (low, high) = book.spec.band(book.reference_ticks());
+        let (stop_low, stop_high) = stop_ticks.map_or((low, high), |stop| book.spec.band(stop));
+        match side {
+            Side::Buy => high.min(stop_high),
+            Side::Sell => low.max(stop_low),
+        }
+    }
+
+    /// Journaled like any other command by the exchange; the matcher only keeps the spec true.
+    pub fn set_house_policy(
+        &mut self,
+        instrument: InstrumentId,
+        policy: crate::instrument::HousePolicy,
+    ) {
+        self.books[instrument as usize].spec.house_policy = policy;
+    }
+
     fn validate_new(&self, order: &NewOrder) -> Result<(), RejectReason> {
         let book = self
             .books
@@ -465,14 +515,16 @@ impl Matcher {
 
     /// Matches `taker` against the book, then rests or expires what is left.
     fn execute(&mut self, mut taker: Taker, out: &mut Vec<Event>) {
-        let book = &self.books[taker.instrument as usize];
-        if let OrderKind::Market | OrderKind::StopMarket { .. } = taker.kind {
-            // Market orders never sweep the book: they are limited to the band.
-            let (low, high) = book.spec.band(book.reference_ticks());
-            taker.limit_ticks = match taker.side {
-                Side::Buy => high,
-                Side::Sell => low,
-            };
+        // Market orders never sweep the book: they are limited to the band.
+        match taker.kind {
+            OrderKind::Market => {
+                taker.limit_ticks = self.market_limit(taker.instrument, taker.side, None);
+            }
+            OrderKind::StopMarket { stop_ticks } => {
+                taker.limit_ticks =
+                    self.market_limit(taker.instrument, taker.side, Some(stop_ticks));
+            }
+            _ => {}
         }
         if taker.tif == TimeInForce::Fok && !self.fok_fillable(&taker) {
             out.push(expired(&taker));
@@ -681,7 +733,8 @@ impl Matcher {
             last_ticks,
         });
         let (kind, tif) = match order.kind {
-            OrderKind::StopMarket { .. } => (OrderKind::Market, TimeInForce::Ioc),
+            // Keeps its kind: it executes inside the band around its stop as well (`market_limit`).
+            OrderKind::StopMarket { .. } => (order.kind, TimeInForce::Ioc),
             OrderKind::StopLimit {
                 price_ticks, tif, ..
             } => (OrderKind::limit(price_ticks, tif), tif),
