@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use ledger::amount::{buy_reservation, fee_floor, notional_floor};
 use ledger::{
-    AmountUnits, AssetClass, AssetId, AssetSpec, Ledger, LedgerAccount, Location, Pool,
-    PostingKind, PostingSet, Ratio, Violation,
+    AmountUnits, AssetClass, AssetId, AssetSpec, Ledger, LedgerAccount, LedgerSnapshot, Location,
+    Pool, PostingKind, PostingSet, Ratio, Violation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ use crate::error::RejectReason;
 use crate::event::Event;
 use crate::hash::IdMap;
 use crate::instrument::{HousePolicy, InstrumentSpec};
-use crate::matcher::{EngineConfig, Matcher};
+use crate::matcher::{EngineConfig, Matcher, MatcherSnapshot};
 use crate::types::*;
 
 /// A deposit's transaction id on its chain or bank feed; credited at most once.
@@ -200,8 +200,8 @@ impl Market {
 }
 
 /// What an open order has reserved: quote units for a buy (at `limit_ticks`), base units for a sell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Reservation {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
     account: AccountId,
     instrument: InstrumentId,
     side: Side,
@@ -209,8 +209,8 @@ struct Reservation {
     units: AmountUnits,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Withdrawal {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
     account: AccountId,
     asset: AssetId,
     amount_units: AmountUnits,
@@ -223,7 +223,21 @@ pub enum ConfigError {
     Instrument { instrument: String, error: String },
 }
 
+/// The exchange's whole state in a canonical form: every collection sorted, so that equal states
+/// encode to equal bytes and hash to the same state hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeSnapshot {
+    pub config: ExchangeConfig,
+    pub matcher: MatcherSnapshot,
+    pub ledger: LedgerSnapshot,
+    pub reservations: Vec<(OrderId, Reservation)>,
+    pub withdrawals: Vec<(WithdrawalId, Withdrawal)>,
+    pub withdrawal_id_next: WithdrawalId,
+    pub deposits_seen: Vec<TxId>,
+}
+
 pub struct Exchange {
+    config: ExchangeConfig,
     matcher: Matcher,
     ledger: Ledger,
     markets: Vec<Market>,
@@ -248,18 +262,67 @@ impl Exchange {
             .collect::<Result<Vec<_>, _>>()?;
         let check_invariants = config.engine.check_invariants;
         let orders_max = config.engine.orders_max as usize;
+        let withdrawals_pending_max = config.withdrawals_pending_max as usize;
         Ok(Exchange {
-            matcher: Matcher::new(config.engine, config.instruments),
+            matcher: Matcher::new(config.engine.clone(), config.instruments.clone()),
+            config,
             ledger,
             markets,
             reservations: IdMap::with_capacity_and_hasher(orders_max, Default::default()),
             withdrawals: BTreeMap::new(),
             withdrawal_id_next: 1,
-            withdrawals_pending_max: config.withdrawals_pending_max as usize,
+            withdrawals_pending_max,
             deposits_seen: HashSet::new(),
             check_invariants,
             scratch: Vec::with_capacity(1_024),
         })
+    }
+
+    pub fn config(&self) -> &ExchangeConfig {
+        &self.config
+    }
+
+    pub fn snapshot(&self) -> ExchangeSnapshot {
+        let mut reservations: Vec<_> = self.reservations.iter().map(|(id, r)| (*id, *r)).collect();
+        reservations.sort_unstable_by_key(|(id, _)| *id);
+        let mut deposits_seen: Vec<TxId> = self.deposits_seen.iter().copied().collect();
+        deposits_seen.sort_unstable();
+        ExchangeSnapshot {
+            config: self.config.clone(),
+            matcher: self.matcher.snapshot(),
+            ledger: self.ledger.snapshot(),
+            reservations,
+            withdrawals: self.withdrawals.iter().map(|(id, w)| (*id, *w)).collect(),
+            withdrawal_id_next: self.withdrawal_id_next,
+            deposits_seen,
+        }
+    }
+
+    /// Rebuilds the exchange from a snapshot. The instruments come from the snapshot (their
+    /// policies may have changed since genesis).
+    pub fn restore(snapshot: &ExchangeSnapshot) -> Result<Exchange, ConfigError> {
+        let mut config = snapshot.config.clone();
+        config.instruments = snapshot
+            .matcher
+            .books
+            .iter()
+            .map(|b| b.spec.clone())
+            .collect();
+        let mut exchange = Exchange::new(config.clone())?;
+        exchange.config = snapshot.config.clone();
+        exchange.matcher = Matcher::restore(config.engine, &snapshot.matcher);
+        exchange.ledger = Ledger::restore(&snapshot.ledger);
+        exchange
+            .reservations
+            .extend(snapshot.reservations.iter().copied());
+        exchange
+            .withdrawals
+            .extend(snapshot.withdrawals.iter().copied());
+        exchange.withdrawal_id_next = snapshot.withdrawal_id_next;
+        exchange
+            .deposits_seen
+            .extend(snapshot.deposits_seen.iter().copied());
+        Ok(exchange)
     }
 
     pub fn matcher(&self) -> &Matcher {

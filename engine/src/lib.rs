@@ -24,9 +24,12 @@ pub use command::{Command, NewOrder, Sequenced};
 pub use error::RejectReason;
 pub use event::{CancelReason, Event, LevelDelta, Origin, Priority};
 pub use exchange::{
-    Alert, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, HouseSide, Settlement, TxId,
-    WithdrawalId,
+    Alert, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, HouseSide,
+    Settlement, TxId, WithdrawalId,
 };
 pub use instrument::{HousePolicy, InstrumentSpec};
-pub use matcher::{BookViolation, EngineConfig, Matcher, OrderView, Trading, Waiting};
+pub use matcher::{
+    BookSnapshot, BookViolation, EngineConfig, Matcher, MatcherSnapshot, OrderSnapshot, OrderView,
+    Trading, Waiting,
+};
 pub use types::*;

@@ -48,7 +48,7 @@ impl Default for EngineConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Trading {
     Open,
     Halted,
@@ -1251,6 +1251,121 @@ impl Matcher {
         }
     }
 
+    // ---------------------------------------------------------------- snapshots
+
+    /// The whole state in a canonical order: books in instrument order, each book's resting orders
+    /// bids then asks, best level first and in time priority within a level, then its stops in
+    /// trigger order. Restoring replays them in that order, which reproduces every priority.
+    pub fn snapshot(&self) -> MatcherSnapshot {
+        let books = self
+            .books
+            .iter()
+            .map(|book| {
+                let mut orders = Vec::new();
+                for ladder in [&book.bids, &book.asks] {
+                    for level in ladder.levels.iter().rev() {
+                        let mut slot = level.head;
+                        while slot != NIL {
+                            orders.push(self.order_snapshot(slot));
+                            slot = self.arena.get(slot).next;
+                        }
+                    }
+                }
+                let stops = book
+                    .stops_buy
+                    .entries
+                    .iter()
+                    .chain(book.stops_sell.entries.iter())
+                    .map(|entry| self.order_snapshot(entry.slot))
+                    .collect();
+                BookSnapshot {
+                    spec: book.spec.clone(),
+                    last_ticks: book.last_ticks,
+                    trading: book.trading,
+                    orders,
+                    stops,
+                }
+            })
+            .collect();
+        let stp_defaults = self
+            .accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.stp != SelfTradePrevention::default())
+            .map(|(i, a)| (i as AccountId, a.stp))
+            .collect();
+        MatcherSnapshot {
+            order_id_next: self.order_id_next,
+            books,
+            stp_defaults,
+        }
+    }
+
+    fn order_snapshot(&self, slot: u32) -> OrderSnapshot {
+        let o = self.arena.get(slot);
+        OrderSnapshot {
+            order_id: o.id,
+            account: o.account,
+            client_order_id: o.client_order_id,
+            side: o.side,
+            price_ticks: o.price_ticks,
+            qty_open: o.qty_open,
+            kind: o.kind,
+            stp: o.stp,
+        }
+    }
+
+    /// Rebuilds a matcher from a snapshot taken by [`Matcher::snapshot`].
+    pub fn restore(config: EngineConfig, snapshot: &MatcherSnapshot) -> Matcher {
+        let specs = snapshot.books.iter().map(|b| b.spec.clone()).collect();
+        let mut matcher = Matcher::new(config, specs);
+        for (instrument, book) in snapshot.books.iter().enumerate() {
+            for o in book.orders.iter().chain(book.stops.iter()) {
+                let state = if o.kind.is_stop() {
+                    SlotState::Stop
+                } else {
+                    SlotState::Resting
+                };
+                let slot = matcher.open_order(Order {
+                    id: o.order_id,
+                    account: o.account,
+                    instrument: instrument as InstrumentId,
+                    client_order_id: o.client_order_id,
+                    side: o.side,
+                    price_ticks: o.price_ticks,
+                    qty_open: o.qty_open,
+                    kind: o.kind,
+                    stp: o.stp,
+                    state,
+                    prev: NIL,
+                    next: NIL,
+                    account_prev: NIL,
+                    account_next: NIL,
+                });
+                let target = &mut matcher.books[instrument];
+                match o.kind {
+                    OrderKind::StopMarket { stop_ticks }
+                    | OrderKind::StopLimit { stop_ticks, .. } => {
+                        target.stops_mut(o.side).insert(StopEntry {
+                            stop_ticks,
+                            order_id: o.order_id,
+                            slot,
+                        })
+                    }
+                    _ => target.ladder_mut(o.side).push(&mut matcher.arena, slot),
+                }
+            }
+            let target = &mut matcher.books[instrument];
+            target.last_ticks = book.last_ticks;
+            target.trading = book.trading;
+        }
+        for &(account, stp) in &snapshot.stp_defaults {
+            matcher.accounts[account as usize].stp = stp;
+        }
+        matcher.order_id_next = snapshot.order_id_next;
+        matcher
+    }
+
     // ---------------------------------------------------------------- invariants
 
     /// Checks every structural invariant of every book; O(open orders).
@@ -1369,6 +1484,37 @@ impl Matcher {
         }
         Ok(stops.entries.len())
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MatcherSnapshot {
+    pub order_id_next: OrderId,
+    pub books: Vec<BookSnapshot>,
+    /// Accounts whose self-trade prevention default is not the default, ascending.
+    pub stp_defaults: Vec<(AccountId, SelfTradePrevention)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BookSnapshot {
+    pub spec: InstrumentSpec,
+    pub last_ticks: Option<PriceTicks>,
+    pub trading: Trading,
+    /// Resting orders: bids then asks, best level first, time priority within a level.
+    pub orders: Vec<OrderSnapshot>,
+    /// Waiting stops: buy stops then sell stops, each in trigger order.
+    pub stops: Vec<OrderSnapshot>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderSnapshot {
+    pub order_id: OrderId,
+    pub account: AccountId,
+    pub client_order_id: ClientOrderId,
+    pub side: Side,
+    pub price_ticks: PriceTicks,
+    pub qty_open: QtyLots,
+    pub kind: OrderKind,
+    pub stp: SelfTradePrevention,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -116,6 +116,16 @@ pub enum Violation {
     },
 }
 
+/// The ledger's whole state, for snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerSnapshot {
+    pub assets: Vec<AssetSpec>,
+    pub pools: Vec<Pool>,
+    pub balances: Vec<Balance>,
+    pub rows: Vec<PoolRow>,
+    pub accounts_max: usize,
+}
+
 pub struct Ledger {
     assets: Vec<AssetSpec>,
     pools: Vec<Pool>,
@@ -136,6 +146,29 @@ impl Ledger {
             assets,
             accounts_max,
         }
+    }
+
+    pub fn snapshot(&self) -> LedgerSnapshot {
+        LedgerSnapshot {
+            assets: self.assets.clone(),
+            pools: self.pools.clone(),
+            balances: self.balances.clone(),
+            rows: self.rows.clone(),
+            accounts_max: self.accounts_max,
+        }
+    }
+
+    pub fn restore(snapshot: &LedgerSnapshot) -> Ledger {
+        assert_eq!(
+            snapshot.balances.len(),
+            snapshot.pools.len() * snapshot.assets.len()
+        );
+        assert_eq!(snapshot.rows.len(), 2 * snapshot.assets.len());
+        let mut ledger = Ledger::new(snapshot.assets.clone(), snapshot.accounts_max);
+        ledger.pools.extend_from_slice(&snapshot.pools);
+        ledger.balances.extend_from_slice(&snapshot.balances);
+        ledger.rows.copy_from_slice(&snapshot.rows);
+        ledger
     }
 
     pub fn assets(&self) -> &[AssetSpec] {

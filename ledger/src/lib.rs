@@ -15,7 +15,7 @@ pub mod posting;
 
 pub use amount::{AmountError, Ratio};
 pub use asset::{AssetClass, AssetId, AssetSpec};
-pub use books::{AccountId, Balance, Ledger, PoolTotals, Violation};
+pub use books::{AccountId, Balance, Ledger, LedgerSnapshot, PoolRow, PoolTotals, Violation};
 pub use posting::{Bucket, LedgerAccount, Location, Pool, Posting, PostingKind, PostingSet};
 
 /// An amount in an asset's smallest unit (satoshi for BTC, yen for JPY).
