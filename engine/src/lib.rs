@@ -12,12 +12,17 @@
 
 mod book;
 pub mod command;
+pub mod defaults;
 pub mod error;
 pub mod event;
 pub mod exchange;
 mod hash;
 pub mod instrument;
+pub mod journal;
 pub mod matcher;
+pub mod node;
+pub mod runtime;
+pub mod snapshot;
 pub mod types;
 
 pub use command::{Command, NewOrder, Sequenced};

@@ -1,0 +1,123 @@
+//! The disk seam: the journal reads and writes segments through [`Storage`], so that a simulator
+//! can replace the disk. [`MmapStorage`] is the real one: preallocated files mapped with memmap2.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapMut, MmapOptions};
+
+/// One segment: a fixed-size byte array that survives the process once written.
+pub trait Segment {
+    fn bytes(&self) -> &[u8];
+    /// Copies `data` in at `offset`: after this returns the bytes survive a crash of the process.
+    fn write(&mut self, offset: usize, data: &[u8]);
+    /// Makes `offset..offset + len` survive power loss (msync).
+    fn sync(&mut self, offset: usize, len: usize) -> io::Result<()>;
+}
+
+pub trait Storage {
+    type Segment: Segment;
+    /// Indices of the existing segments, ascending.
+    fn list(&self) -> io::Result<Vec<u64>>;
+    /// Creates a zero-filled segment of `bytes` bytes.
+    fn create(&mut self, index: u64, bytes: usize) -> io::Result<Self::Segment>;
+    fn open(&mut self, index: u64) -> io::Result<Self::Segment>;
+    fn remove(&mut self, index: u64) -> io::Result<()>;
+    /// A name for messages: the file path.
+    fn name(&self, index: u64) -> String;
+}
+
+/// Segments as files `segment-NNNNNN.kjl` in a directory, memory-mapped.
+pub struct MmapStorage {
+    dir: PathBuf,
+}
+
+pub struct MmapSegment {
+    map: MmapMut,
+    _file: File,
+}
+
+impl MmapStorage {
+    pub fn open(dir: &Path) -> io::Result<MmapStorage> {
+        fs::create_dir_all(dir)?;
+        Ok(MmapStorage {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("segment-{index:06}.kjl"))
+    }
+}
+
+impl Storage for MmapStorage {
+    type Segment = MmapSegment;
+
+    fn list(&self) -> io::Result<Vec<u64>> {
+        let mut indices = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let index = name
+                .strip_prefix("segment-")
+                .and_then(|rest| rest.strip_suffix(".kjl"))
+                .and_then(|digits| digits.parse().ok());
+            if let Some(index) = index {
+                indices.push(index);
+            }
+        }
+        indices.sort_unstable();
+        Ok(indices)
+    }
+
+    fn create(&mut self, index: u64, bytes: usize) -> io::Result<MmapSegment> {
+        let path = self.path(index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        file.set_len(bytes as u64)?;
+        // Touch every page now, so that appends never take a page fault on the hot path.
+        let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
+        file.sync_all()?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(MmapSegment { map, _file: file })
+    }
+
+    fn open(&mut self, index: u64) -> io::Result<MmapSegment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path(index))?;
+        // SAFETY: the journal directory belongs to this process (one engine per data folder); no
+        // one else truncates the file while it is mapped.
+        let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
+        Ok(MmapSegment { map, _file: file })
+    }
+
+    fn remove(&mut self, index: u64) -> io::Result<()> {
+        fs::remove_file(self.path(index))
+    }
+
+    fn name(&self, index: u64) -> String {
+        self.path(index).display().to_string()
+    }
+}
+
+impl Segment for MmapSegment {
+    fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        self.map[offset..offset + data.len()].copy_from_slice(data);
+    }
+
+    fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
+        self.map.flush_range(offset, len)
+    }
+}

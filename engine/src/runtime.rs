@@ -1,0 +1,588 @@
+//! The engine thread: the single writer. Producers hand it commands through a bounded lock-free
+//! queue; it drains a batch, stamps sequence numbers and one timestamp, journals the commands,
+//! applies them, journals the events, commits the batch (msync under `Durability::Fsync`), and
+//! only then publishes the batch's events on the outbound channel.
+//!
+//! A full inbound queue is refused at once with [`Busy`]: a producer never blocks and nothing is
+//! dropped silently. When idle the thread spins, then yields, then parks, so that an idle exchange
+//! does not burn a core.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam::channel::{self, Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
+
+use crate::command::Sequenced;
+use crate::exchange::{ConfigError, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent};
+use crate::journal::format::{decode, encode_into, Genesis, RecordKind, SEGMENT_BYTES_DEFAULT};
+use crate::journal::storage::MmapStorage;
+use crate::journal::{
+    read_journal, Durability, JournalError, JournalRead, JournalWriter, Repair, TailCut,
+};
+use crate::snapshot;
+
+/// Commands taken from the queue per batch.
+pub const BATCH_COMMANDS_MAX: usize = 1_024;
+pub const QUEUE_CAPACITY_DEFAULT: usize = 1 << 16;
+/// Published batches waiting for the consumer; when full the engine waits for it.
+pub const OUTBOUND_BATCHES_MAX: usize = 1 << 12;
+
+/// The clock seam: the sequencer stamps each batch with `now_ns`. Tests and the simulator replace
+/// it; the state machine itself never reads a clock.
+pub trait Clock: Send + 'static {
+    fn now_ns(&mut self) -> u64;
+}
+
+/// Wall-clock nanoseconds since the Unix epoch, never going backwards.
+#[derive(Default)]
+pub struct SystemClock {
+    last_ns: u64,
+}
+
+impl Clock for SystemClock {
+    fn now_ns(&mut self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.last_ns = self.last_ns.max(now);
+        self.last_ns
+    }
+}
+
+/// Spin, then yield, then park: how the engine thread waits for work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleStrategy {
+    pub spins: u32,
+    pub yields: u32,
+    pub park_us: u64,
+}
+
+impl Default for IdleStrategy {
+    fn default() -> IdleStrategy {
+        IdleStrategy {
+            spins: 10_000,
+            yields: 100,
+            park_us: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub segment_bytes: usize,
+    pub queue_capacity: usize,
+    pub batch_commands_max: usize,
+    /// Write a snapshot after this many commands (0: only at shutdown).
+    pub snapshot_every_commands: u64,
+    pub idle: IdleStrategy,
+}
+
+impl EngineOptions {
+    pub fn new(data_dir: &Path) -> EngineOptions {
+        EngineOptions {
+            data_dir: data_dir.to_path_buf(),
+            durability: Durability::Process,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            queue_capacity: QUEUE_CAPACITY_DEFAULT,
+            batch_commands_max: BATCH_COMMANDS_MAX,
+            snapshot_every_commands: 1_000_000,
+            idle: IdleStrategy::default(),
+        }
+    }
+
+    fn journal_dir(&self) -> PathBuf {
+        self.data_dir.join("journal")
+    }
+
+    fn snapshot_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+}
+
+/// A command for the engine, with the producer's token to route its acknowledgement back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub token: u64,
+    pub command: ExchangeCommand,
+}
+
+/// The inbound queue is full: the command was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy;
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "busy: the engine's inbound queue is full, retry")
+    }
+}
+
+/// One command's outcome inside a published batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub token: u64,
+    pub seq: u64,
+    pub ts_ns: u64,
+    pub events: Range<usize>,
+}
+
+/// One journaled batch: its acknowledgements and all its events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    pub acks: Vec<Ack>,
+    pub events: Vec<ExchangeEvent>,
+}
+
+impl Published {
+    pub fn events_of(&self, ack: &Ack) -> &[ExchangeEvent] {
+        &self.events[ack.events.clone()]
+    }
+}
+
+/// Counters for /metrics, updated by the engine thread.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub commands: AtomicU64,
+    pub batches: AtomicU64,
+    pub busy: AtomicU64,
+    pub journal_bytes: AtomicU64,
+    pub last_seq: AtomicU64,
+    pub snapshots: AtomicU64,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+    stats: Stats,
+}
+
+/// A producer's handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Submitter {
+    queue: Arc<ArrayQueue<Request>>,
+    shared: Arc<Shared>,
+}
+
+impl Submitter {
+    pub fn submit(&self, token: u64, command: ExchangeCommand) -> Result<(), Busy> {
+        if self.queue.push(Request { token, command }).is_err() {
+            self.shared.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(Busy);
+        }
+        if self.shared.sleeping.load(Ordering::SeqCst) {
+            if let Some(thread) = self.shared.thread.get() {
+                thread.unpark();
+            }
+        }
+        Ok(())
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+}
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub created: bool,
+    pub last_seq: u64,
+    pub snapshot_seq: Option<u64>,
+    pub replayed: u64,
+    pub tail_cut: Option<TailCut>,
+    pub warnings: Vec<String>,
+    pub state_hash: [u8; 32],
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    Journal(JournalError),
+    Config(ConfigError),
+    Io(std::io::Error),
+    /// Re-running a journaled command did not produce the journaled events.
+    Divergence {
+        seq: u64,
+        detail: String,
+    },
+    /// The snapshot's recomputed state hash differs from the one stored with it.
+    SnapshotHash {
+        path: String,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Journal(e) => write!(f, "{e}"),
+            StartError::Config(e) => write!(f, "configuration: {e:?}"),
+            StartError::Io(e) => write!(f, "I/O: {e}"),
+            StartError::Divergence { seq, detail } => {
+                write!(
+                    f,
+                    "re-execution diverges from the journal at seq {seq}: {detail}"
+                )
+            }
+            StartError::SnapshotHash { path } => {
+                write!(f, "snapshot {path}: state hash mismatch after restore")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<JournalError> for StartError {
+    fn from(e: JournalError) -> StartError {
+        StartError::Journal(e)
+    }
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> StartError {
+        StartError::Io(e)
+    }
+}
+
+/// Re-executes every command of a journal from genesis (or after `from`, a restored state) and
+/// demands byte-identical events. Returns the state and the last sequence number.
+pub fn reexecute(
+    read: &JournalRead,
+    from: Option<(Exchange, u64)>,
+) -> Result<(Exchange, u64), StartError> {
+    let (mut exchange, mut seq_done) = match from {
+        Some(state) => state,
+        None => (
+            Exchange::new(read.genesis.config.clone()).map_err(StartError::Config)?,
+            0,
+        ),
+    };
+    let mut produced = Vec::new();
+    let mut encoded = Vec::new();
+    for batch in &read.batches {
+        let mut records = batch.records.iter();
+        while let Some(record) = records.next() {
+            if record.kind != RecordKind::Command || record.seq <= seq_done {
+                continue;
+            }
+            let command: ExchangeCommand =
+                decode(&record.payload).ok_or_else(|| StartError::Divergence {
+                    seq: record.seq,
+                    detail: "command payload does not decode".into(),
+                })?;
+            produced.clear();
+            exchange.apply(
+                &Sequenced {
+                    seq: record.seq,
+                    ts_ns: record.ts_ns,
+                    command,
+                },
+                &mut produced,
+            );
+            encoded.clear();
+            encode_into(&produced.as_slice(), &mut encoded);
+            let journaled = records
+                .next()
+                .filter(|r| r.kind == RecordKind::Events && r.seq == record.seq);
+            match journaled {
+                Some(events) if events.payload == encoded => {}
+                Some(events) => {
+                    let journaled: Option<Vec<ExchangeEvent>> = decode(&events.payload);
+                    return Err(StartError::Divergence {
+                        seq: record.seq,
+                        detail: format!("journaled {journaled:?}, re-executed {produced:?}"),
+                    });
+                }
+                None => {
+                    return Err(StartError::Divergence {
+                        seq: record.seq,
+                        detail: "no events record follows the command".into(),
+                    })
+                }
+            }
+            seq_done = record.seq;
+        }
+    }
+    Ok((exchange, seq_done))
+}
+
+/// Opens (or creates) the journal under `options.data_dir`, recovers the state from the newest
+/// valid snapshot and the journal after it, and returns the exchange and a writer positioned after
+/// the last commit.
+pub fn recover(
+    options: &EngineOptions,
+    genesis_config: &ExchangeConfig,
+    clock: &mut dyn Clock,
+) -> Result<(Exchange, JournalWriter<MmapStorage>, RecoveryReport), StartError> {
+    let mut storage = MmapStorage::open(&options.journal_dir())?;
+    let mut report = RecoveryReport::default();
+    let read = match read_journal(&mut storage, Repair::CutTail) {
+        Ok(read) => read,
+        Err(JournalError::Empty) => {
+            let genesis = Genesis {
+                config: genesis_config.clone(),
+            };
+            let writer = JournalWriter::create(
+                storage,
+                &genesis,
+                clock.now_ns(),
+                options.segment_bytes,
+                options.durability,
+            )?;
+            let exchange = Exchange::new(genesis.config).map_err(StartError::Config)?;
+            report.created = true;
+            report.state_hash = snapshot::state_hash(&exchange.snapshot());
+            return Ok((exchange, writer, report));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    report.tail_cut = read.tail_cut.clone();
+    let last_seq = read.last_seq();
+    let loaded = snapshot::load_newest(&options.snapshot_dir(), last_seq, &mut report.warnings)?;
+    let from = match loaded {
+        Some(loaded) => {
+            let exchange = Exchange::restore(&loaded.snapshot).map_err(StartError::Config)?;
+            if snapshot::state_hash(&exchange.snapshot()) != loaded.hash {
+                return Err(StartError::SnapshotHash {
+                    path: loaded.path.display().to_string(),
+                });
+            }
+            report.snapshot_seq = Some(loaded.seq);
+            Some((exchange, loaded.seq))
+        }
+        None => None,
+    };
+    let (exchange, seq_done) = reexecute(&read, from)?;
+    report.replayed = seq_done - report.snapshot_seq.unwrap_or(0);
+    report.last_seq = seq_done;
+    report.state_hash = snapshot::state_hash(&exchange.snapshot());
+    let writer = JournalWriter::resume(storage, &read, options.segment_bytes, options.durability)?;
+    Ok((exchange, writer, report))
+}
+
+/// The running engine.
+pub struct EngineHandle {
+    submitter: Submitter,
+    outbound: Receiver<Published>,
+    thread: Option<JoinHandle<Result<u64, String>>>,
+    pub recovery: RecoveryReport,
+}
+
+impl EngineHandle {
+    pub fn submitter(&self) -> Submitter {
+        self.submitter.clone()
+    }
+
+    /// Published batches, in sequence order.
+    pub fn outbound(&self) -> &Receiver<Published> {
+        &self.outbound
+    }
+
+    pub fn stats(&self) -> &Stats {
+        self.submitter.stats()
+    }
+
+    /// Stops taking work once the queue is drained, writes a snapshot and joins the thread.
+    /// Returns the last sequence number.
+    pub fn shutdown(mut self) -> Result<u64, String> {
+        self.submitter.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.submitter.shared.thread.get() {
+            thread.unpark();
+        }
+        let thread = self.thread.take().expect("joined once");
+        // Let go of our receiver: consumers holding clones keep reading to the end; with none left,
+        // the engine's sends fail at once instead of waiting on a full channel.
+        drop(std::mem::replace(&mut self.outbound, channel::never()));
+        thread
+            .join()
+            .map_err(|_| "engine thread panicked".to_string())?
+    }
+}
+
+/// Recovers and starts the engine thread.
+pub fn start(
+    options: EngineOptions,
+    genesis_config: &ExchangeConfig,
+    mut clock: Box<dyn Clock>,
+) -> Result<EngineHandle, StartError> {
+    let (exchange, writer, recovery) = recover(&options, genesis_config, clock.as_mut())?;
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        sleeping: AtomicBool::new(false),
+        thread: OnceLock::new(),
+        stats: Stats::default(),
+    });
+    shared
+        .stats
+        .last_seq
+        .store(recovery.last_seq, Ordering::Relaxed);
+    let queue = Arc::new(ArrayQueue::new(options.queue_capacity));
+    let (sender, receiver) = channel::bounded(OUTBOUND_BATCHES_MAX);
+    let mut engine = EngineLoop {
+        exchange,
+        writer,
+        clock,
+        queue: queue.clone(),
+        shared: shared.clone(),
+        outbound: sender,
+        seq: recovery.last_seq,
+        seq_snapshot: recovery.snapshot_seq.unwrap_or(0),
+        options,
+    };
+    let thread = thread::Builder::new()
+        .name("kinko-engine".into())
+        .spawn(move || engine.run())?;
+    shared
+        .thread
+        .set(thread.thread().clone())
+        .expect("set once");
+    Ok(EngineHandle {
+        submitter: Submitter { queue, shared },
+        outbound: receiver,
+        thread: Some(thread),
+        recovery,
+    })
+}
+
+struct EngineLoop {
+    exchange: Exchange,
+    writer: JournalWriter<MmapStorage>,
+    clock: Box<dyn Clock>,
+    queue: Arc<ArrayQueue<Request>>,
+    shared: Arc<Shared>,
+    outbound: Sender<Published>,
+    seq: u64,
+    seq_snapshot: u64,
+    options: EngineOptions,
+}
+
+impl EngineLoop {
+    fn run(&mut self) -> Result<u64, String> {
+        let mut batch = Vec::with_capacity(self.options.batch_commands_max);
+        let mut idle_rounds: u64 = 0;
+        loop {
+            batch.clear();
+            while batch.len() < self.options.batch_commands_max {
+                match self.queue.pop() {
+                    Some(request) => batch.push(request),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                if self.shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                self.idle(idle_rounds);
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            self.process(&batch)
+                .map_err(|e| format!("journal write failed: {e}"))?;
+            let every = self.options.snapshot_every_commands;
+            if every > 0 && self.seq - self.seq_snapshot >= every {
+                self.snapshot()
+                    .map_err(|e| format!("snapshot failed: {e}"))?;
+            }
+        }
+        self.writer.sync_all().map_err(|e| e.to_string())?;
+        if self.seq > self.seq_snapshot {
+            self.snapshot()
+                .map_err(|e| format!("snapshot failed: {e}"))?;
+        }
+        Ok(self.seq)
+    }
+
+    fn idle(&self, rounds: u64) {
+        let idle = self.options.idle;
+        if rounds < u64::from(idle.spins) {
+            std::hint::spin_loop();
+        } else if rounds < u64::from(idle.spins) + u64::from(idle.yields) {
+            thread::yield_now();
+        } else {
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            // Re-check after announcing the sleep, so that a push in between is not missed.
+            if self.queue.is_empty() && !self.shared.stop.load(Ordering::SeqCst) {
+                thread::park_timeout(Duration::from_micros(idle.park_us));
+            }
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Sequence, journal, apply, commit, publish one batch.
+    fn process(&mut self, batch: &[Request]) -> std::io::Result<()> {
+        let ts_ns = self.clock.now_ns();
+        let mut published = Published {
+            acks: Vec::with_capacity(batch.len()),
+            events: Vec::with_capacity(batch.len() * 4),
+        };
+        for request in batch {
+            self.seq += 1;
+            let seq = self.seq;
+            self.writer.append_command(seq, ts_ns, &request.command);
+            let start = published.events.len();
+            let record = Sequenced {
+                seq,
+                ts_ns,
+                command: request.command,
+            };
+            self.exchange.apply(&record, &mut published.events);
+            self.writer
+                .append_events(seq, ts_ns, &published.events[start..]);
+            published.acks.push(Ack {
+                token: request.token,
+                seq,
+                ts_ns,
+                events: start..published.events.len(),
+            });
+        }
+        self.writer.commit(ts_ns)?;
+        let stats = &self.shared.stats;
+        stats
+            .commands
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .journal_bytes
+            .store(self.writer.bytes_written(), Ordering::Relaxed);
+        stats.last_seq.store(self.seq, Ordering::Relaxed);
+        // A consumer that went away is not the engine's failure: the journal has everything.
+        let _ = self.outbound.send(published);
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> std::io::Result<()> {
+        // The journal up to the snapshot must be on disk before the snapshot claims that seq.
+        self.writer.sync_all()?;
+        snapshot::write(
+            &self.options.snapshot_dir(),
+            self.seq,
+            &self.exchange.snapshot(),
+        )?;
+        self.seq_snapshot = self.seq;
+        self.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The journal directory of a data folder, for tools that read it.
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal")
+}
+
+/// Reads a data folder's journal without changing it.
+pub fn read_data_dir(data_dir: &Path) -> Result<JournalRead, JournalError> {
+    let mut storage = MmapStorage::open(&journal_dir(data_dir))?;
+    read_journal(&mut storage, Repair::ReadOnly)
+}
