@@ -80,6 +80,8 @@ pub struct EngineOptions {
     pub segment_bytes: usize,
     pub queue_capacity: usize,
     pub batch_commands_max: usize,
+    /// Published batches the consumer may fall behind by before the engine waits for it.
+    pub outbound_batches: usize,
     /// Write a snapshot after this many commands (0: only at shutdown).
     pub snapshot_every_commands: u64,
     pub idle: IdleStrategy,
@@ -93,6 +95,7 @@ impl EngineOptions {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             queue_capacity: QUEUE_CAPACITY_DEFAULT,
             batch_commands_max: BATCH_COMMANDS_MAX,
+            outbound_batches: OUTBOUND_BATCHES_MAX,
             snapshot_every_commands: 1_000_000,
             idle: IdleStrategy::default(),
         }
@@ -428,7 +431,7 @@ pub fn start(
         .last_seq
         .store(recovery.last_seq, Ordering::Relaxed);
     let queue = Arc::new(ArrayQueue::new(options.queue_capacity));
-    let (sender, receiver) = channel::bounded(OUTBOUND_BATCHES_MAX);
+    let (sender, receiver) = channel::bounded(options.outbound_batches);
     let mut engine = EngineLoop {
         exchange,
         writer,

@@ -548,16 +548,9 @@ impl Scan {
                 decode::<Genesis>(r.payload)
                     .ok_or_else(|| bad("genesis payload does not decode".into()))?;
             }
-            RecordKind::Command => {
-                let expected = self.seq_last.map_or(1, |s| s + 1);
-                if r.seq != expected {
-                    return Err(bad(format!(
-                        "command seq {} where {expected} was expected",
-                        r.seq
-                    )));
-                }
-                self.seq_last = Some(r.seq);
-            }
+            // Sequence continuity is checked at the commit, after the chain: a removed or reordered
+            // record is then reported as what it is, a broken chain.
+            RecordKind::Command => {}
             RecordKind::Events => {
                 let follows = self
                     .pending
@@ -595,6 +588,20 @@ impl Scan {
             || self.pending.is_empty()
         {
             return Err(Problem::Chain { seq: r.seq });
+        }
+        for record in self
+            .pending
+            .iter()
+            .filter(|p| p.kind == RecordKind::Command)
+        {
+            let expected = self.seq_last.map_or(1, |s| s + 1);
+            if record.seq != expected {
+                return Err(Problem::Bad {
+                    seq: Some(record.seq),
+                    detail: format!("command seq {} where {expected} was expected", record.seq),
+                });
+            }
+            self.seq_last = Some(record.seq);
         }
         if self.genesis.is_none() {
             let genesis = decode::<Genesis>(&self.pending[0].payload).expect("checked when read");

@@ -2,6 +2,7 @@
 //! commands in, events out.
 #![allow(dead_code)]
 
+pub mod dirs;
 pub mod market;
 pub mod workload;
 
