@@ -325,6 +325,11 @@ impl Exchange {
         Ok(exchange)
     }
 
+    /// Every holder balance changed since the last call (for balance feeds; not state).
+    pub fn drain_touched_balances(&mut self, out: &mut Vec<(AccountId, AssetId, ledger::Balance)>) {
+        self.ledger.drain_touched(out);
+    }
+
     pub fn matcher(&self) -> &Matcher {
         &self.matcher
     }

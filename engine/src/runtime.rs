@@ -26,6 +26,8 @@ use crate::journal::{
     read_journal, Durability, JournalError, JournalRead, JournalWriter, Repair, TailCut,
 };
 use crate::snapshot;
+use crate::types::AccountId;
+use ledger::{AssetId, Balance};
 
 /// Commands taken from the queue per batch.
 pub const BATCH_COMMANDS_MAX: usize = 1_024;
@@ -136,11 +138,13 @@ pub struct Ack {
     pub events: Range<usize>,
 }
 
-/// One journaled batch: its acknowledgements and all its events.
+/// One journaled batch: its acknowledgements, all its events, and the balances it changed (as
+/// they stand after the batch; derived, not journaled).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Published {
     pub acks: Vec<Ack>,
     pub events: Vec<ExchangeEvent>,
+    pub balances: Vec<(AccountId, AssetId, Balance)>,
 }
 
 impl Published {
@@ -207,6 +211,8 @@ pub struct RecoveryReport {
     pub tail_cut: Option<TailCut>,
     pub warnings: Vec<String>,
     pub state_hash: [u8; 32],
+    /// The state at start, for consumers that mirror books and balances from events.
+    pub snapshot: Option<crate::exchange::ExchangeSnapshot>,
 }
 
 #[derive(Debug)]
@@ -419,7 +425,10 @@ pub fn start(
     genesis_config: &ExchangeConfig,
     mut clock: Box<dyn Clock>,
 ) -> Result<EngineHandle, StartError> {
-    let (exchange, writer, recovery) = recover(&options, genesis_config, clock.as_mut())?;
+    let (mut exchange, writer, mut recovery) = recover(&options, genesis_config, clock.as_mut())?;
+    recovery.snapshot = Some(exchange.snapshot());
+    let mut ignored = Vec::new();
+    exchange.drain_touched_balances(&mut ignored);
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         sleeping: AtomicBool::new(false),
@@ -529,6 +538,7 @@ impl EngineLoop {
         let mut published = Published {
             acks: Vec::with_capacity(batch.len()),
             events: Vec::with_capacity(batch.len() * 4),
+            balances: Vec::new(),
         };
         for request in batch {
             self.seq += 1;
@@ -551,6 +561,8 @@ impl EngineLoop {
             });
         }
         self.writer.commit(ts_ns)?;
+        self.exchange
+            .drain_touched_balances(&mut published.balances);
         let stats = &self.shared.stats;
         stats
             .commands

@@ -134,6 +134,10 @@ pub struct Ledger {
     /// `pool × assets + asset`.
     rows: Vec<PoolRow>,
     accounts_max: usize,
+    /// Holder balance cells changed since the last `drain_touched`, each once (for balance feeds;
+    /// not part of the state).
+    touched: Vec<usize>,
+    touched_flag: Vec<bool>,
 }
 
 impl Ledger {
@@ -145,6 +149,34 @@ impl Ledger {
             rows,
             assets,
             accounts_max,
+            touched: Vec::new(),
+            touched_flag: Vec::new(),
+        }
+    }
+
+    /// Appends `(account, asset, balance)` for every holder balance changed since the last call,
+    /// in the order they were first changed, and forgets them.
+    pub fn drain_touched(&mut self, out: &mut Vec<(AccountId, AssetId, Balance)>) {
+        let assets = self.assets.len();
+        for &cell in &self.touched {
+            self.touched_flag[cell] = false;
+            out.push((
+                (cell / assets) as AccountId,
+                (cell % assets) as AssetId,
+                self.balances[cell],
+            ));
+        }
+        self.touched.clear();
+    }
+
+    fn touch(&mut self, account: AccountId, asset: AssetId) {
+        let cell = account as usize * self.assets.len() + asset as usize;
+        if self.touched_flag.len() < self.balances.len() {
+            self.touched_flag.resize(self.balances.len(), false);
+        }
+        if !self.touched_flag[cell] {
+            self.touched_flag[cell] = true;
+            self.touched.push(cell);
         }
     }
 
@@ -396,6 +428,9 @@ impl Ledger {
     pub fn apply(&mut self, set: &PostingSet) -> Result<(), Violation> {
         self.check(set)?;
         for posting in set.postings() {
+            if let LedgerAccount::Holder { account, .. } = posting.account {
+                self.touch(account, posting.asset);
+            }
             let delta = if posting.account.debit_normal() {
                 posting.delta
             } else {
