@@ -2,9 +2,14 @@
 //! command into events.
 //!
 //! Validation of a new order runs in this order, and the first failing check decides the reason:
-//! instrument, account, halt, quantity (positive, minimum, maximum), prices (positive, not too high,
-//! inside the band; a stop must not be reached already), time in force (post-only needs GTC),
+//! instrument, account, halt, quantity (positive, minimum, maximum), prices (for a stop-limit the
+//! stop price first — positive, not too high, not already reached — then the limit price; a limit
+//! price must be positive, not too high and inside the band), time in force (post-only needs GTC),
 //! duplicate client order id, post-only crossing, capacity (arena, account, stop list, level).
+//!
+//! Room for a replace is judged before the order moves: when its side already has its maximum
+//! number of levels, a replace to a price with no level is refused `BookFull`, even if the order
+//! is alone on its old level. Cautious, and simple to reason about.
 //!
 //! Stops: after a command's own matching, while the last trade price reaches a waiting stop, the
 //! first such stop is triggered and executed in full (with whatever it trades) before looking again.
