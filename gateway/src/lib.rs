@@ -1,8 +1,17 @@
-//! Kinko's gateway: the `kinko` binary and everything between traders and the engine thread.
+//! Kinko's gateway: the `kinko` server. HTTP (health, Prometheus metrics, public REST) and the
+//! WebSocket API for traders on one port; the engine thread behind them; the hub that routes the
+//! engine's published batches to sessions and subscribers.
 //!
-//! For now it holds the embedded default configuration and the in-process demo; the WebSocket and
-//! FIX servers come with their issues. The gateway translates and forwards: it must never touch a
-//! book or a balance itself.
+//! The gateway translates and forwards: it never touches a book or a balance itself. Everything it
+//! tells a client about the market or an account is mirrored from the engine's events.
 
+pub mod auth;
+pub mod config;
 pub mod defaults;
 pub mod demo;
+pub mod hub;
+pub mod market;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod session;

@@ -1,0 +1,177 @@
+//! API keys and login. A login carries the key, a timestamp (ms since the Unix epoch), a nonce and
+//! `sig = hex(HMAC-SHA256(secret, "{key}{ts}{nonce}"))`. Refused: an unknown key, a timestamp
+//! outside the window, a nonce not greater than the last one accepted for that key, a wrong
+//! signature. The comparison is constant-time; secrets are never logged or echoed.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use sha2::Sha256;
+
+use crate::config::{KeyConfig, Role, ServeConfig};
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub key: String,
+    pub account: u32,
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginError {
+    UnknownKey,
+    StaleTimestamp,
+    ReusedNonce,
+    BadSignature,
+}
+
+impl LoginError {
+    pub fn code(self) -> &'static str {
+        match self {
+            LoginError::UnknownKey => "unknown_key",
+            LoginError::StaleTimestamp => "stale_timestamp",
+            LoginError::ReusedNonce => "reused_nonce",
+            LoginError::BadSignature => "bad_signature",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            LoginError::UnknownKey => "no such API key",
+            LoginError::StaleTimestamp => "timestamp outside the accepted window; check the clock",
+            LoginError::ReusedNonce => "nonce must be greater than the last one used with this key",
+            LoginError::BadSignature => "signature does not match",
+        }
+    }
+}
+
+struct Key {
+    config: KeyConfig,
+    account: u32,
+    nonce_last: Option<u64>,
+}
+
+pub struct Keys {
+    keys: Mutex<HashMap<String, Key>>,
+    window_ms: u64,
+}
+
+impl Keys {
+    pub fn new(config: &ServeConfig) -> Keys {
+        let keys = config
+            .keys
+            .iter()
+            .map(|k| {
+                let account = config.account_id(&k.account).expect("validated");
+                (
+                    k.key.clone(),
+                    Key {
+                        config: k.clone(),
+                        account,
+                        nonce_last: None,
+                    },
+                )
+            })
+            .collect();
+        Keys {
+            keys: Mutex::new(keys),
+            window_ms: config.limits.login_window_secs * 1_000,
+        }
+    }
+
+    /// Checks a login at `now_ms`; on success the nonce is consumed.
+    pub fn login(
+        &self,
+        key: &str,
+        ts_ms: u64,
+        nonce: u64,
+        sig_hex: &str,
+        now_ms: u64,
+    ) -> Result<Principal, LoginError> {
+        let mut keys = self.keys.lock();
+        let entry = keys.get_mut(key).ok_or(LoginError::UnknownKey)?;
+        if ts_ms.abs_diff(now_ms) > self.window_ms {
+            return Err(LoginError::StaleTimestamp);
+        }
+        let signature = decode_hex(sig_hex).ok_or(LoginError::BadSignature)?;
+        let mut mac = HmacSha256::new_from_slice(entry.config.secret.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(login_message(key, ts_ms, nonce).as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| LoginError::BadSignature)?;
+        if entry.nonce_last.is_some_and(|last| nonce <= last) {
+            return Err(LoginError::ReusedNonce);
+        }
+        entry.nonce_last = Some(nonce);
+        Ok(Principal {
+            key: key.to_string(),
+            account: entry.account,
+            role: entry.config.role,
+        })
+    }
+}
+
+pub fn login_message(key: &str, ts_ms: u64, nonce: u64) -> String {
+    format!("{key}{ts_ms}{nonce}")
+}
+
+/// The signature a client computes (used by tests and the example clients).
+pub fn sign(secret: &str, key: &str, ts_ms: u64, nonce: u64) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(login_message(key, ts_ms, nonce).as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::default_config;
+
+    #[test]
+    fn login_checks_window_nonce_and_signature() {
+        let keys = Keys::new(&default_config());
+        let now = 1_800_000_000_000;
+        let sig = sign("demo-alice-secret", "demo-alice", now, 1);
+        let p = keys.login("demo-alice", now, 1, &sig, now).unwrap();
+        assert_eq!((p.account, p.role), (0, Role::Trader));
+        assert_eq!(
+            keys.login("demo-alice", now, 1, &sig, now),
+            Err(LoginError::ReusedNonce)
+        );
+        let sig2 = sign("demo-alice-secret", "demo-alice", now, 2);
+        assert_eq!(
+            keys.login("demo-alice", now, 2, &sig2, now + 31_000),
+            Err(LoginError::StaleTimestamp)
+        );
+        let wrong = sign("not-the-secret", "demo-alice", now, 3);
+        assert_eq!(
+            keys.login("demo-alice", now, 3, &wrong, now),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.login("demo-alice", now, 3, "zz", now),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.login("nobody", now, 3, &wrong, now),
+            Err(LoginError::UnknownKey)
+        );
+    }
+}

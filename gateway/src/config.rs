@@ -1,0 +1,263 @@
+//! The server's configuration: addresses, data folder, durability, the exchange (instruments and
+//! assets), demo accounts with their opening deposits, and API keys. `kinko serve` runs on the
+//! embedded default when no file is given; `--config FILE` reads the same structure from TOML
+//! (see `kinko.example.toml`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use engine::journal::Durability;
+use engine::ExchangeConfig;
+use ledger::Pool;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Trades its own account (customer or house, by the account's pool).
+    Trader,
+    /// Halts and resumes; cannot trade.
+    Operator,
+    /// Reads; cannot change anything.
+    Auditor,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountConfig {
+    pub name: String,
+    pub pool: PoolName,
+    /// Opening deposits, by asset code, as decimal strings (credited once, on first start).
+    #[serde(default)]
+    pub deposits: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolName {
+    Customer,
+    House,
+}
+
+impl PoolName {
+    pub fn pool(self) -> Pool {
+        match self {
+            PoolName::Customer => Pool::Customer,
+            PoolName::House => Pool::House,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyConfig {
+    pub key: String,
+    pub secret: String,
+    pub account: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSection {
+    pub http: SocketAddr,
+    pub fix: SocketAddr,
+    pub data: PathBuf,
+    pub durability: DurabilityName,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityName {
+    Process,
+    Fsync,
+}
+
+impl DurabilityName {
+    pub fn durability(self) -> Durability {
+        match self {
+            DurabilityName::Process => Durability::Process,
+            DurabilityName::Fsync => Durability::Fsync,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest WebSocket message accepted; a larger one closes the connection with 1009.
+    pub frame_bytes_max: usize,
+    /// Requests per second per connection (token bucket rate) and the bucket's size.
+    pub connection_rate_per_sec: u32,
+    pub connection_burst: u32,
+    /// Requests per second per account, across its connections.
+    pub account_rate_per_sec: u32,
+    pub account_burst: u32,
+    /// Consecutive rate-limit errors after which the connection is closed.
+    pub rate_violations_max: u32,
+    /// Close a connection that sent nothing (not even a pong) for this long.
+    pub idle_timeout_secs: u64,
+    /// Messages queued for one connection before it counts as a slow consumer and is closed.
+    pub outbound_messages_max: usize,
+    /// Login timestamps further than this from the server's clock are refused.
+    pub login_window_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            frame_bytes_max: 64 * 1024,
+            connection_rate_per_sec: 200,
+            connection_burst: 400,
+            account_rate_per_sec: 400,
+            account_burst: 800,
+            rate_violations_max: 100,
+            idle_timeout_secs: 60,
+            outbound_messages_max: 8_192,
+            login_window_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeConfig {
+    pub server: ServerSection,
+    #[serde(default)]
+    pub limits: Limits,
+    /// When absent, the embedded default exchange (engine::defaults).
+    #[serde(default)]
+    pub exchange: Option<ExchangeConfig>,
+    pub accounts: Vec<AccountConfig>,
+    pub keys: Vec<KeyConfig>,
+}
+
+impl ServeConfig {
+    pub fn exchange(&self) -> ExchangeConfig {
+        self.exchange
+            .clone()
+            .unwrap_or_else(engine::defaults::config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
+        let config: ServeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for key in &self.keys {
+            if !self.accounts.iter().any(|a| a.name == key.account) {
+                return Err(format!(
+                    "key {} names unknown account {}",
+                    key.key, key.account
+                ));
+            }
+        }
+        let mut names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err("account names must be unique".into());
+        }
+        let exchange = self.exchange();
+        for account in &self.accounts {
+            for code in account.deposits.keys() {
+                if !exchange.assets.iter().any(|a| &a.code == code) {
+                    return Err(format!(
+                        "account {} deposits unknown asset {code}",
+                        account.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The account id of `name`: accounts are created in configuration order on first start.
+    pub fn account_id(&self, name: &str) -> Option<u32> {
+        self.accounts
+            .iter()
+            .position(|a| a.name == name)
+            .map(|i| i as u32)
+    }
+}
+
+/// The embedded default: three funded demo customers, one house account, an operator and an
+/// auditor, on 127.0.0.1:8080 (HTTP/WebSocket) and 127.0.0.1:9878 (FIX), data in ./data.
+pub fn default_config() -> ServeConfig {
+    let deposits = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(a, v)| (a.to_string(), v.to_string()))
+            .collect()
+    };
+    let customer = |name: &str| AccountConfig {
+        name: name.into(),
+        pool: PoolName::Customer,
+        deposits: deposits(&[
+            ("JPY", "100000000"),
+            ("BTC", "10"),
+            ("ETH", "100"),
+            ("XEM", "1000000"),
+            ("MONA", "100000"),
+            ("BCH", "100"),
+        ]),
+    };
+    let key = |name: &str, account: &str, role: Role| KeyConfig {
+        key: format!("demo-{name}"),
+        secret: format!("demo-{name}-secret"),
+        account: account.into(),
+        role,
+    };
+    ServeConfig {
+        server: ServerSection {
+            http: "127.0.0.1:8080".parse().unwrap(),
+            fix: "127.0.0.1:9878".parse().unwrap(),
+            data: PathBuf::from("data"),
+            durability: DurabilityName::Process,
+        },
+        limits: Limits::default(),
+        exchange: None,
+        accounts: vec![
+            customer("alice"),
+            customer("bob"),
+            customer("carol"),
+            AccountConfig {
+                name: "house".into(),
+                pool: PoolName::House,
+                deposits: deposits(&[("JPY", "1000000000"), ("BTC", "100")]),
+            },
+        ],
+        keys: vec![
+            key("alice", "alice", Role::Trader),
+            key("bob", "bob", Role::Trader),
+            key("carol", "carol", Role::Trader),
+            key("house", "house", Role::Trader),
+            key("operator", "house", Role::Operator),
+            key("auditor", "house", Role::Auditor),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_round_trips_through_toml() {
+        let config = default_config();
+        config.validate().unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(ServeConfig::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../kinko.example.toml");
+        let config = ServeConfig::from_toml(text).expect("kinko.example.toml is valid");
+        assert_eq!(config.account_id("alice"), Some(0));
+    }
+
+    #[test]
+    fn a_key_for_an_unknown_account_is_refused() {
+        let mut config = default_config();
+        config.keys[0].account = "mallory".into();
+        assert!(config.validate().unwrap_err().contains("mallory"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The hub: one thread that reads the engine's published batches, routes each acknowledgement to
+//! the session that sent the command, fans execution reports and balance updates out to every
+//! session logged in to the account concerned, and publishes market data (level-2 updates with
+//! sequence numbers and checksums, trades, tickers) to subscribers. It mirrors books and balances
+//! from events; it never touches the engine's state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::Receiver;
+use engine::runtime::{Published, Submitter};
+use engine::{
+    AccountId, Event, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, PriceTicks, QtyLots, Side,
+};
+use ledger::{AssetId, Balance};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::auth::Keys;
+use crate::config::ServeConfig;
+use crate::market::{amount_text, side_name, BookMirror, Trade};
+use crate::metrics::Metrics;
+use crate::protocol::{executions, snake};
+
+/// What the hub hands a session.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A pre-serialized message (market data, executions, balances).
+    Text(Arc<str>),
+    /// The outcome of one of the session's own commands.
+    Ack {
+        token: u64,
+        seq: u64,
+        events: Vec<ExchangeEvent>,
+    },
+    /// The server closes the connection with this reason.
+    Close(&'static str),
+}
+
+pub struct SessionEntry {
+    pub tx: mpsc::Sender<Outgoing>,
+    pub account: Option<AccountId>,
+    pub channels: BTreeSet<String>,
+}
+
+/// Everything the hub and the sessions share, under one lock so that a book snapshot taken at
+/// subscription and the updates after it never leave a gap.
+/// An open order as the hub knows it from events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderInfo {
+    pub account: AccountId,
+    pub instrument: u32,
+    pub client_order_id: u64,
+}
+
+pub struct Inner {
+    pub sessions: HashMap<u64, SessionEntry>,
+    pub orders: HashMap<u64, OrderInfo>,
+    pub orders_by_client: HashMap<(AccountId, u64), u64>,
+    pub books: Vec<BookMirror>,
+    pub balances: BTreeMap<(AccountId, AssetId), Balance>,
+    pub last_ts_ns: u64,
+}
+
+pub struct Shared {
+    pub config: ServeConfig,
+    pub exchange: ExchangeConfig,
+    pub keys: Keys,
+    pub submitter: Submitter,
+    pub inner: Mutex<Inner>,
+    pub metrics: Metrics,
+    pub session_next: AtomicU64,
+    pub account_buckets: Mutex<HashMap<AccountId, crate::session::TokenBucket>>,
+}
+
+impl Shared {
+    pub fn new(config: ServeConfig, submitter: Submitter, start: &ExchangeSnapshot) -> Shared {
+        let exchange = config.exchange();
+        let mut books: Vec<BookMirror> = start
+            .matcher
+            .books
+            .iter()
+            .map(|b| BookMirror::new(b.spec.clone()))
+            .collect();
+        for (mirror, book) in books.iter_mut().zip(&start.matcher.books) {
+            for order in &book.orders {
+                mirror.apply(order.side, order.price_ticks, order.qty_open);
+            }
+            mirror.last_ticks = book.last_ticks;
+        }
+        let assets = start.ledger.assets.len();
+        let balances = start
+            .ledger
+            .balances
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (((i / assets) as AccountId, (i % assets) as AssetId), *b))
+            .collect();
+        let mut orders = HashMap::new();
+        let mut orders_by_client = HashMap::new();
+        for (instrument, book) in start.matcher.books.iter().enumerate() {
+            for o in book.orders.iter().chain(&book.stops) {
+                let info = OrderInfo {
+                    account: o.account,
+                    instrument: instrument as u32,
+                    client_order_id: o.client_order_id,
+                };
+                orders.insert(o.order_id, info);
+                orders_by_client.insert((o.account, o.client_order_id), o.order_id);
+            }
+        }
+        Shared {
+            keys: Keys::new(&config),
+            config,
+            exchange,
+            submitter,
+            inner: Mutex::new(Inner {
+                sessions: HashMap::new(),
+                orders,
+                orders_by_client,
+                books,
+                balances,
+                last_ts_ns: 0,
+            }),
+            metrics: Metrics::default(),
+            session_next: AtomicU64::new(1),
+            account_buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The balance message of one account and asset.
+    pub fn balance_json(&self, account: AccountId, asset: AssetId, balance: Balance) -> Value {
+        let spec = &self.exchange.assets[asset as usize];
+        json!({
+            "type": "balance",
+            "account": account,
+            "asset": spec.code,
+            "available": amount_text(balance.available, spec.decimals),
+            "held": amount_text(balance.held, spec.decimals),
+        })
+    }
+}
+
+/// Sends to one session; a full queue marks it a slow consumer, which is then closed.
+fn deliver(entry: &SessionEntry, message: Outgoing, slow: &mut Vec<mpsc::Sender<Outgoing>>) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(message) {
+        slow.push(entry.tx.clone());
+    }
+}
+
+/// Runs until the engine's outbound channel closes.
+pub fn run(shared: Arc<Shared>, outbound: Receiver<Published>) {
+    loop {
+        let batch = match outbound.recv_timeout(Duration::from_millis(200)) {
+            Ok(batch) => batch,
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return,
+        };
+        publish(&shared, &batch);
+    }
+}
+
+fn publish(shared: &Shared, batch: &Published) {
+    let mut slow = Vec::new();
+    let mut inner = shared.inner.lock();
+    if let Some(ack) = batch.acks.last() {
+        inner.last_ts_ns = ack.ts_ns;
+    }
+    for ack in &batch.acks {
+        let events = batch.events_of(ack);
+        count_rejects(&shared.metrics, events);
+        if let Some(entry) = inner.sessions.get(&(ack.token >> 32)) {
+            let message = Outgoing::Ack {
+                token: ack.token,
+                seq: ack.seq,
+                events: events.to_vec(),
+            };
+            deliver(entry, message, &mut slow);
+        }
+        fan_out_executions(shared, &inner, ack.seq, events, &mut slow);
+        track_orders(&mut inner, events);
+    }
+    publish_market(&mut inner, batch, &mut slow);
+    for &(account, asset, balance) in &batch.balances {
+        inner.balances.insert((account, asset), balance);
+        let text: Arc<str> = shared
+            .balance_json(account, asset, balance)
+            .to_string()
+            .into();
+        for entry in inner
+            .sessions
+            .values()
+            .filter(|e| e.account == Some(account))
+        {
+            deliver(entry, Outgoing::Text(text.clone()), &mut slow);
+        }
+    }
+    drop(inner);
+    for tx in slow {
+        shared
+            .metrics
+            .slow_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = tx.try_send(Outgoing::Close("slow_consumer"));
+    }
+}
+
+/// Keeps the open-order mirror (id → account, instrument, client id) in step with the events.
+fn track_orders(inner: &mut Inner, events: &[ExchangeEvent]) {
+    let close = |inner: &mut Inner, order_id: u64| {
+        if let Some(info) = inner.orders.remove(&order_id) {
+            inner
+                .orders_by_client
+                .remove(&(info.account, info.client_order_id));
+        }
+    };
+    for event in events {
+        let ExchangeEvent::Order(e) = event else {
+            continue;
+        };
+        match *e {
+            Event::Accepted {
+                order_id,
+                account,
+                instrument,
+                client_order_id,
+                ..
+            } => {
+                inner.orders.insert(
+                    order_id,
+                    OrderInfo {
+                        account,
+                        instrument,
+                        client_order_id,
+                    },
+                );
+                inner
+                    .orders_by_client
+                    .insert((account, client_order_id), order_id);
+            }
+            Event::Fill {
+                maker_order_id,
+                taker_order_id,
+                maker_qty_open,
+                taker_qty_open,
+                ..
+            } => {
+                if maker_qty_open == 0 {
+                    close(inner, maker_order_id);
+                }
+                if taker_qty_open == 0 {
+                    close(inner, taker_order_id);
+                }
+            }
+            Event::Cancelled {
+                order_id,
+                qty_open: 0,
+                ..
+            }
+            | Event::Expired { order_id, .. } => close(inner, order_id),
+            Event::Replaced {
+                order_id,
+                account,
+                client_order_id,
+                ..
+            } => {
+                if let Some(info) = inner.orders.get_mut(&order_id) {
+                    let old = std::mem::replace(&mut info.client_order_id, client_order_id);
+                    inner.orders_by_client.remove(&(account, old));
+                    inner
+                        .orders_by_client
+                        .insert((account, client_order_id), order_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn count_rejects(metrics: &Metrics, events: &[ExchangeEvent]) {
+    for event in events {
+        match event {
+            ExchangeEvent::Order(Event::Rejected { reason, .. })
+            | ExchangeEvent::Rejected { reason, .. } => {
+                metrics.reject(&snake(reason.name()));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn fan_out_executions(
+    shared: &Shared,
+    inner: &Inner,
+    seq: u64,
+    events: &[ExchangeEvent],
+    slow: &mut Vec<mpsc::Sender<Outgoing>>,
+) {
+    for (index, event) in events.iter().enumerate() {
+        let ExchangeEvent::Order(order_event) = event else {
+            continue;
+        };
+        let fee = match (order_event, events.get(index + 1)) {
+            (Event::Fill { aggressor, .. }, Some(ExchangeEvent::Settled(s))) => {
+                let decimals = shared.exchange.assets[s.quote as usize].decimals;
+                let (maker, taker) = match aggressor {
+                    Side::Buy => (s.fee_seller_units, s.fee_buyer_units),
+                    Side::Sell => (s.fee_buyer_units, s.fee_seller_units),
+                };
+                Some((maker, taker, decimals))
+            }
+            _ => None,
+        };
+        for (account, message) in executions(&shared.exchange, seq, index, order_event, fee) {
+            let text: Arc<str> = message.to_string().into();
+            for entry in inner
+                .sessions
+                .values()
+                .filter(|e| e.account == Some(account))
+            {
+                deliver(entry, Outgoing::Text(text.clone()), slow);
+            }
+        }
+    }
+}
+
+fn publish_market(inner: &mut Inner, batch: &Published, slow: &mut Vec<mpsc::Sender<Outgoing>>) {
+    let mut changed: BTreeMap<u32, BTreeMap<(Side, PriceTicks), QtyLots>> = BTreeMap::new();
+    let mut trades: BTreeMap<u32, Vec<Trade>> = BTreeMap::new();
+    for ack in &batch.acks {
+        for (index, event) in batch.events_of(ack).iter().enumerate() {
+            let ExchangeEvent::Order(order_event) = event else {
+                continue;
+            };
+            if let Some(d) = order_event.level_delta() {
+                let total =
+                    inner.books[d.instrument as usize].apply(d.side, d.price_ticks, d.delta_lots);
+                changed
+                    .entry(d.instrument)
+                    .or_default()
+                    .insert((d.side, d.price_ticks), total);
+            }
+            if let Event::Fill {
+                instrument,
+                price_ticks,
+                qty_lots,
+                aggressor,
+                ..
+            } = *order_event
+            {
+                let trade = Trade {
+                    trade_id: ack.seq * 65_536 + index as u64,
+                    ts_ns: ack.ts_ns,
+                    price_ticks,
+                    qty_lots,
+                    aggressor,
+                };
+                trades.entry(instrument).or_default().push(trade);
+            }
+        }
+    }
+    let now_ns = inner.last_ts_ns;
+    let instruments: BTreeSet<u32> = changed.keys().chain(trades.keys()).copied().collect();
+    for instrument in instruments {
+        let book = &mut inner.books[instrument as usize];
+        let symbol = book.spec.symbol.clone();
+        let mut messages: Vec<(String, Value)> = Vec::new();
+        if let Some(levels) = changed.get(&instrument) {
+            book.seq += 1;
+            let changes: Vec<[String; 3]> = levels
+                .iter()
+                .map(|((side, price), qty)| {
+                    [
+                        side_name(*side).to_string(),
+                        book.price(*price),
+                        book.qty(*qty),
+                    ]
+                })
+                .collect();
+            let update = json!({
+                "type": "book_update", "instrument": symbol, "seq": book.seq, "changes": changes, "checksum": book.checksum(),
+            });
+            messages.push((format!("book:{symbol}"), update));
+        }
+        for trade in trades.remove(&instrument).unwrap_or_default() {
+            messages.push((format!("trades:{symbol}"), book.trade_json(&trade)));
+            book.record_trade(trade);
+        }
+        messages.push((format!("ticker:{symbol}"), book.ticker_json(now_ns)));
+        for (channel, message) in messages {
+            let text: Arc<str> = message.to_string().into();
+            for entry in inner
+                .sessions
+                .values()
+                .filter(|e| e.channels.contains(&channel))
+            {
+                deliver(entry, Outgoing::Text(text.clone()), slow);
+            }
+        }
+    }
+}
+
+/// Heartbeats: every subscriber of a book hears its current sequence number now and then, so a
+/// quiet book is told apart from a dead connection.
+pub fn heartbeat(shared: &Shared) {
+    let inner = shared.inner.lock();
+    let mut slow = Vec::new();
+    for book in &inner.books {
+        let channel = format!("book:{}", book.spec.symbol);
+        let text: Arc<str> =
+            json!({"type": "heartbeat", "instrument": book.spec.symbol, "seq": book.seq})
+                .to_string()
+                .into();
+        for entry in inner
+            .sessions
+            .values()
+            .filter(|e| e.channels.contains(&channel))
+        {
+            deliver(entry, Outgoing::Text(text.clone()), &mut slow);
+        }
+    }
+}

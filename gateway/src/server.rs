@@ -1,0 +1,257 @@
+//! `kinko serve`: the engine thread, the hub, and HTTP (health, metrics, public REST, the
+//! WebSocket at `/ws`) on one port. On the first start, the configured accounts are created and
+//! funded by journaled commands. Shutdown stops accepting, lets the engine drain, and writes a
+//! snapshot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use engine::runtime::{self, EngineHandle, EngineOptions, SystemClock};
+use engine::ExchangeCommand;
+use ledger::Ratio;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::config::ServeConfig;
+use crate::hub::{self, Shared};
+use crate::protocol;
+
+pub struct Running {
+    pub http: SocketAddr,
+    pub shared: Arc<Shared>,
+    engine: Option<EngineHandle>,
+    stop_http: Option<oneshot::Sender<()>>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
+    hub: Option<thread::JoinHandle<()>>,
+}
+
+/// Starts everything; returns once the HTTP listener is bound.
+pub async fn start(config: ServeConfig) -> Result<Running, String> {
+    config.validate()?;
+    let exchange = config.exchange();
+    let mut options = EngineOptions::new(&config.server.data);
+    options.durability = config.server.durability.durability();
+    let engine = tokio::task::block_in_place(|| {
+        runtime::start(options, &exchange, Box::new(SystemClock::default()))
+    })
+    .map_err(|e| format!("cannot start the engine: {e}"))?;
+    if let Some(cut) = &engine.recovery.tail_cut {
+        tracing::warn!("{cut}");
+    }
+    for warning in &engine.recovery.warnings {
+        tracing::warn!("{warning}");
+    }
+    let start_state = engine.recovery.snapshot.clone().expect("start-up snapshot");
+    let shared = Arc::new(Shared::new(
+        config.clone(),
+        engine.submitter(),
+        &start_state,
+    ));
+    let outbound = engine.outbound().clone();
+    let hub_shared = shared.clone();
+    let hub = thread::Builder::new()
+        .name("kinko-hub".into())
+        .spawn(move || hub::run(hub_shared, outbound))
+        .map_err(|e| e.to_string())?;
+    if engine.recovery.created {
+        bootstrap(&config, &engine).await?;
+    }
+    let listener = TcpListener::bind(config.server.http)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.http))?;
+    let http = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = router(shared.clone());
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("http server: {e}");
+        }
+    });
+    let heartbeat_shared = shared.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            hub::heartbeat(&heartbeat_shared);
+        }
+    });
+    Ok(Running {
+        http,
+        shared,
+        engine: Some(engine),
+        stop_http: Some(stop_http),
+        http_task: Some(http_task),
+        hub: Some(hub),
+    })
+}
+
+impl Running {
+    /// Stops HTTP, closes every session, stops the engine (which writes a snapshot) and the hub.
+    pub async fn shutdown(mut self) -> Result<u64, String> {
+        if let Some(stop) = self.stop_http.take() {
+            let _ = stop.send(());
+        }
+        {
+            let inner = self.shared.inner.lock();
+            for entry in inner.sessions.values() {
+                let _ = entry.tx.try_send(hub::Outgoing::Close("server_shutdown"));
+            }
+        }
+        if let Some(task) = self.http_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let engine = self.engine.take().expect("running");
+        let last = tokio::task::block_in_place(|| engine.shutdown())?;
+        if let Some(hub) = self.hub.take() {
+            let _ = hub.join();
+        }
+        Ok(last)
+    }
+}
+
+/// Creates the configured accounts and credits their opening deposits, as journaled commands.
+async fn bootstrap(config: &ServeConfig, engine: &EngineHandle) -> Result<(), String> {
+    let exchange = config.exchange();
+    let mut commands = Vec::new();
+    for account in &config.accounts {
+        commands.push(ExchangeCommand::CreateAccount {
+            pool: account.pool.pool(),
+        });
+    }
+    for (id, account) in config.accounts.iter().enumerate() {
+        for (code, amount) in &account.deposits {
+            let asset = exchange
+                .assets
+                .iter()
+                .position(|a| &a.code == code)
+                .expect("validated");
+            let decimals = exchange.assets[asset].decimals;
+            let value: rust_decimal::Decimal = amount
+                .parse()
+                .map_err(|_| format!("deposit {amount:?} of {code} is not a decimal"))?;
+            let amount_units = Ratio::from_decimal(value, decimals)
+                .whole()
+                .map_err(|_| format!("deposit {amount} {code} is not a whole number of units"))?;
+            let tx = *blake3::hash(format!("opening deposit:{}:{code}", account.name).as_bytes())
+                .as_bytes();
+            commands.push(ExchangeCommand::Deposit {
+                account: id as u32,
+                asset: asset as u16,
+                amount_units,
+                tx,
+            });
+        }
+    }
+    let submitter = engine.submitter();
+    let target = engine
+        .stats()
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + commands.len() as u64;
+    for command in commands {
+        while submitter.submit(0, command).is_err() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    while engine
+        .stats()
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < target
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/instruments", get(instruments))
+        .route("/api/book/{symbol}", get(book))
+        .route("/api/trades/{symbol}", get(trades))
+        .route("/ws", get(ws))
+        .with_state(shared)
+}
+
+async fn ws(upgrade: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    let frame_bytes_max = shared.config.limits.frame_bytes_max;
+    upgrade
+        .max_message_size(frame_bytes_max)
+        .max_frame_size(frame_bytes_max)
+        .on_upgrade(move |socket| crate::session::run(socket, shared))
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let stats = shared.submitter.stats();
+    Json(
+        json!({"status": "ok", "last_seq": stats.last_seq.load(std::sync::atomic::Ordering::Relaxed)}),
+    )
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = shared.metrics.render(&shared.submitter);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn instruments(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let list: Vec<Value> = shared
+        .exchange
+        .instruments
+        .iter()
+        .map(|i| {
+            json!({
+                "symbol": i.symbol, "base": i.base, "quote": i.quote,
+                "tick_size": i.tick_size.normalize().to_string(), "lot_size": i.lot_size.normalize().to_string(),
+                "min_qty": i.lots_to_qty(i.qty_lots_min).to_string(), "max_qty": i.lots_to_qty(i.qty_lots_max).to_string(),
+                "price_band_pct": rust_decimal::Decimal::new(i64::from(i.price_band_bps), 2).normalize().to_string(),
+                "maker_fee": rust_decimal::Decimal::new(i64::from(i.fee_maker_ppm), 6).normalize().to_string(),
+                "taker_fee": rust_decimal::Decimal::new(i64::from(i.fee_taker_ppm), 6).normalize().to_string(),
+                "house_policy": format!("{:?}", i.house_policy).to_lowercase(),
+            })
+        })
+        .collect();
+    Json(json!({ "instruments": list }))
+}
+
+fn not_found(error: protocol::ApiError) -> Response {
+    (StatusCode::NOT_FOUND, Json(error.json())).into_response()
+}
+
+async fn book(Path(symbol): Path<String>, State(shared): State<Arc<Shared>>) -> Response {
+    let (instrument, _) = match protocol::instrument(&shared.exchange, &symbol) {
+        Ok(found) => found,
+        Err(e) => return not_found(e),
+    };
+    let inner = shared.inner.lock();
+    Json(inner.books[instrument as usize].snapshot_json(50)).into_response()
+}
+
+async fn trades(Path(symbol): Path<String>, State(shared): State<Arc<Shared>>) -> Response {
+    let (instrument, _) = match protocol::instrument(&shared.exchange, &symbol) {
+        Ok(found) => found,
+        Err(e) => return not_found(e),
+    };
+    let inner = shared.inner.lock();
+    let book = &inner.books[instrument as usize];
+    let recent: Vec<Value> = book
+        .trades
+        .iter()
+        .rev()
+        .take(100)
+        .map(|t| book.trade_json(t))
+        .collect();
+    Json(json!({ "instrument": book.spec.symbol, "trades": recent })).into_response()
+}

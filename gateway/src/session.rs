@@ -1,0 +1,559 @@
+//! One WebSocket connection: parse each request, check it (login, role, rate limits), hand orders
+//! to the engine with a token that routes the acknowledgement back here, and write whatever the hub
+//! sends. Bad input gets a specific error and the connection stays open; only an oversized frame
+//! (1009), a flood far past the rate limit, idleness or a slow reader close it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use engine::{
+    AccountId, Command, Event, ExchangeCommand, ExchangeEvent, NewOrder, OrderRef, RejectReason,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::auth::Principal;
+use crate::config::Role;
+use crate::hub::{Outgoing, SessionEntry, Shared};
+use crate::protocol::{self, ApiError, Request};
+
+/// A token bucket: `rate` tokens per second up to `burst`.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate_per_sec: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(burst),
+            rate: f64::from(rate_per_sec),
+            burst: f64::from(burst),
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token, or says in how many milliseconds one will be there.
+    pub fn take(&mut self, now: Instant) -> Result<(), u64> {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        Err((((1.0 - self.tokens) / self.rate) * 1_000.0).ceil() as u64)
+    }
+}
+
+struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    principal: Option<Principal>,
+    cancel_on_disconnect: bool,
+    /// Token → (request id, when it was received).
+    pending: HashMap<u64, (Option<u64>, Instant)>,
+    token_next: u32,
+    bucket: TokenBucket,
+    violations: u32,
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
+    let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
+    let limits = shared.config.limits.clone();
+    let (tx, mut rx) = mpsc::channel(limits.outbound_messages_max);
+    shared.inner.lock().sessions.insert(
+        id,
+        SessionEntry {
+            tx,
+            account: None,
+            channels: BTreeSet::new(),
+        },
+    );
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let mut session = Session {
+        id,
+        shared: shared.clone(),
+        principal: None,
+        cancel_on_disconnect: false,
+        pending: HashMap::new(),
+        token_next: 0,
+        bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
+        violations: 0,
+    };
+    let (mut sink, mut stream) = socket.split();
+    let idle = Duration::from_secs(limits.idle_timeout_secs);
+    let mut ping = tokio::time::interval(idle / 4);
+    let mut heard = Instant::now();
+    let close = loop {
+        tokio::select! {
+            message = stream.next() => {
+                let Some(Ok(message)) = message else { break None };
+                heard = Instant::now();
+                let (replies, flow) = match message {
+                    Message::Text(text) => session.handle(text.as_str()),
+                    Message::Binary(_) => (vec![ApiError::new("bad_json", "binary frames are not supported; send JSON text").json()], Flow::Continue),
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => (Vec::new(), Flow::Continue),
+                };
+                if send_all(&mut sink, replies).await.is_err() {
+                    break None;
+                }
+                if let Flow::Close(code, reason) = flow {
+                    break Some((code, reason));
+                }
+            }
+            outgoing = rx.recv() => {
+                let reply = match outgoing {
+                    Some(Outgoing::Text(text)) => Message::Text(Utf8Bytes::from(text.as_ref())),
+                    Some(Outgoing::Ack { token, seq, events }) => Message::Text(session.on_ack(token, seq, &events).to_string().into()),
+                    Some(Outgoing::Close(reason)) => break Some((1008, reason)),
+                    None => break None,
+                };
+                if sink.send(reply).await.is_err() {
+                    break None;
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > idle {
+                    break Some((1001, "idle_timeout"));
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        let error = ApiError::new(reason, close_message(reason)).json();
+        let _ = sink.send(Message::Text(error.to_string().into())).await;
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        // Keep reading until the peer answers the close, so the handshake completes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = stream.next().await {}
+        })
+        .await;
+    }
+    session.finish();
+}
+
+fn close_message(reason: &str) -> &'static str {
+    match reason {
+        "slow_consumer" => "the connection did not read its messages fast enough",
+        "idle_timeout" => "nothing received within the idle timeout",
+        "rate_limit_abuse" => "too many requests past the rate limit",
+        _ => "closed by the server",
+    }
+}
+
+async fn send_all<S>(sink: &mut S, replies: Vec<Value>) -> Result<(), S::Error>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    for reply in replies {
+        sink.send(Message::Text(reply.to_string().into())).await?;
+    }
+    Ok(())
+}
+
+impl Session {
+    fn handle(&mut self, text: &str) -> (Vec<Value>, Flow) {
+        let violations_max = self.shared.config.limits.rate_violations_max;
+        if let Err(retry_after_ms) = self.rate_limit() {
+            self.violations += 1;
+            self.shared
+                .metrics
+                .rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+            if self.violations > violations_max {
+                return (Vec::new(), Flow::Close(1008, "rate_limit_abuse"));
+            }
+            let req_id = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("req_id").and_then(Value::as_u64));
+            let error = json!({
+                "type": "error", "req_id": req_id, "code": "rate_limited",
+                "message": "rate limit exceeded; slow down", "retry_after_ms": retry_after_ms,
+            });
+            return (vec![error], Flow::Continue);
+        }
+        self.violations = 0;
+        let replies = match protocol::parse(text).and_then(|request| self.request(request)) {
+            Ok(replies) => replies,
+            Err(error) => vec![error.json()],
+        };
+        (replies, Flow::Continue)
+    }
+
+    fn rate_limit(&mut self) -> Result<(), u64> {
+        let now = Instant::now();
+        self.bucket.take(now)?;
+        if let Some(principal) = &self.principal {
+            let limits = &self.shared.config.limits;
+            let mut buckets = self.shared.account_buckets.lock();
+            let bucket = buckets.entry(principal.account).or_insert_with(|| {
+                TokenBucket::new(limits.account_rate_per_sec, limits.account_burst)
+            });
+            bucket.take(now)?;
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, request: Request) -> Result<Vec<Value>, ApiError> {
+        match request {
+            Request::Ping(p) => Ok(vec![json!({"type": "pong", "req_id": p.req_id})]),
+            Request::Subscribe(s) => self.subscribe(s.req_id, &s.channels, true),
+            Request::Unsubscribe(s) => self.subscribe(s.req_id, &s.channels, false),
+            Request::Login(l) => self.login(l),
+            Request::NewOrder(m) => {
+                let req_id = m.req_id;
+                let principal = self.trader().map_err(|e| with(e, req_id))?;
+                let (instrument, spec) = protocol::instrument(&self.shared.exchange, &m.instrument)
+                    .map_err(|e| with(e, req_id))?;
+                let kind = protocol::order_kind(&spec, &m).map_err(|e| with(e, req_id))?;
+                let qty_lots = protocol::qty(&spec, &m.qty).map_err(|e| with(e, req_id))?;
+                let order = NewOrder {
+                    account: principal.account,
+                    instrument,
+                    client_order_id: m.client_order_id,
+                    side: m.side.side(),
+                    kind,
+                    qty_lots,
+                    stp: protocol::stp(&m),
+                };
+                self.submit(req_id, ExchangeCommand::Trade(Command::NewOrder(order)))
+            }
+            Request::Cancel(m) => {
+                let req_id = m.req_id;
+                let principal = self.trader().map_err(|e| with(e, req_id))?;
+                let order = order_ref(m.order_id.as_deref(), m.client_order_id)
+                    .map_err(|e| with(e, req_id))?;
+                self.submit(
+                    req_id,
+                    ExchangeCommand::Trade(Command::Cancel {
+                        account: principal.account,
+                        order,
+                    }),
+                )
+            }
+            Request::Replace(m) => {
+                let req_id = m.req_id;
+                let principal = self.trader().map_err(|e| with(e, req_id))?;
+                let order = order_ref(m.order_id.as_deref(), m.client_order_id)
+                    .map_err(|e| with(e, req_id))?;
+                // The order's instrument decides the tick and lot; the client names the order only.
+                let spec = self
+                    .order_instrument(principal.account, order)
+                    .map_err(|e| with(e, req_id))?;
+                let price_ticks =
+                    protocol::price(&spec, "price", &m.price).map_err(|e| with(e, req_id))?;
+                let qty_lots = protocol::qty(&spec, &m.qty).map_err(|e| with(e, req_id))?;
+                let command = Command::Replace {
+                    account: principal.account,
+                    order,
+                    price_ticks,
+                    qty_lots,
+                    client_order_id_new: m.new_client_order_id,
+                };
+                self.submit(req_id, ExchangeCommand::Trade(command))
+            }
+            Request::MassCancel(m) => {
+                let req_id = m.req_id;
+                let principal = self.trader().map_err(|e| with(e, req_id))?;
+                let instrument = match &m.instrument {
+                    Some(symbol) => Some(
+                        protocol::instrument(&self.shared.exchange, symbol)
+                            .map_err(|e| with(e, req_id))?
+                            .0,
+                    ),
+                    None => None,
+                };
+                let command = Command::MassCancel {
+                    account: principal.account,
+                    instrument,
+                    side: m.side.map(|s| s.side()),
+                };
+                self.submit(req_id, ExchangeCommand::Trade(command))
+            }
+            Request::Halt(m) | Request::Resume(m) if self.role() != Some(Role::Operator) => {
+                let _ = m;
+                Err(ApiError::new(
+                    "forbidden",
+                    "only an operator key may halt or resume trading",
+                ))
+            }
+            Request::Halt(m) => {
+                let (instrument, _) = protocol::instrument(&self.shared.exchange, &m.instrument)
+                    .map_err(|e| with(e, m.req_id))?;
+                self.submit(
+                    m.req_id,
+                    ExchangeCommand::Trade(Command::Halt { instrument }),
+                )
+            }
+            Request::Resume(m) => {
+                let (instrument, _) = protocol::instrument(&self.shared.exchange, &m.instrument)
+                    .map_err(|e| with(e, m.req_id))?;
+                self.submit(
+                    m.req_id,
+                    ExchangeCommand::Trade(Command::Resume { instrument }),
+                )
+            }
+        }
+    }
+
+    fn role(&self) -> Option<Role> {
+        self.principal.as_ref().map(|p| p.role)
+    }
+
+    fn trader(&self) -> Result<Principal, ApiError> {
+        let principal = self
+            .principal
+            .clone()
+            .ok_or_else(|| ApiError::new("not_logged_in", "log in before sending orders"))?;
+        match principal.role {
+            Role::Trader => Ok(principal),
+            Role::Operator => Err(ApiError::new("forbidden", "an operator key cannot trade")),
+            Role::Auditor => Err(ApiError::new("forbidden", "an auditor key can only read")),
+        }
+    }
+
+    /// The instrument of one of the account's open orders, from the hub's mirror (a replace names
+    /// the order only; its prices convert with that order's tick and lot).
+    fn order_instrument(
+        &self,
+        account: AccountId,
+        order: OrderRef,
+    ) -> Result<engine::InstrumentSpec, ApiError> {
+        let inner = self.shared.inner.lock();
+        let order_id = match order {
+            OrderRef::Id(id) => Some(id),
+            OrderRef::Client(client) => inner.orders_by_client.get(&(account, client)).copied(),
+        };
+        let info = order_id.and_then(|id| inner.orders.get(&id));
+        match info {
+            Some(info) if info.account == account => {
+                Ok(self.shared.exchange.instruments[info.instrument as usize].clone())
+            }
+            Some(_) => Err(ApiError::reject(RejectReason::NotYourOrder)),
+            None => Err(ApiError::reject(RejectReason::UnknownOrder)),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        req_id: Option<u64>,
+        channels: &[String],
+        add: bool,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut replies = Vec::new();
+        for channel in channels {
+            let Some((kind, symbol)) = channel.split_once(':') else {
+                return Err(with(
+                    ApiError::new("unknown_channel", format!("unknown channel `{channel}`")),
+                    req_id,
+                ));
+            };
+            let (instrument, spec) =
+                protocol::instrument(&self.shared.exchange, symbol).map_err(|e| with(e, req_id))?;
+            if !matches!(kind, "book" | "trades" | "ticker") {
+                return Err(with(
+                    ApiError::new("unknown_channel", format!("unknown channel `{channel}`")),
+                    req_id,
+                ));
+            }
+            let name = format!("{kind}:{}", spec.symbol);
+            let mut inner = self.shared.inner.lock();
+            let now_ns = inner.last_ts_ns;
+            let book = &inner.books[instrument as usize];
+            let initial = match kind {
+                "book" if add => Some(book.snapshot_json(usize::MAX)),
+                "ticker" if add => Some(book.ticker_json(now_ns)),
+                _ => None,
+            };
+            let entry = inner.sessions.get_mut(&self.id).expect("registered");
+            if add {
+                entry.channels.insert(name);
+            } else {
+                entry.channels.remove(&name);
+            }
+            replies.extend(initial);
+        }
+        let kind = if add { "subscribed" } else { "unsubscribed" };
+        replies.insert(
+            0,
+            json!({"type": kind, "req_id": req_id, "channels": channels}),
+        );
+        Ok(replies)
+    }
+
+    fn login(&mut self, l: protocol::Login) -> Result<Vec<Value>, ApiError> {
+        if self.principal.is_some() {
+            return Err(with(
+                ApiError::new("already_logged_in", "this connection is already logged in"),
+                l.req_id,
+            ));
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let principal = self
+            .shared
+            .keys
+            .login(&l.key, l.ts, l.nonce, &l.sig, now_ms)
+            .map_err(|e| with(ApiError::new(e.code(), e.message()), l.req_id))?;
+        self.cancel_on_disconnect = l.cancel_on_disconnect;
+        let account = principal.account;
+        let role = principal.role;
+        self.principal = Some(principal);
+        let mut replies = vec![json!({
+            "type": "logged_in", "req_id": l.req_id, "account": account,
+            "role": format!("{role:?}").to_lowercase(), "cancel_on_disconnect": l.cancel_on_disconnect,
+        })];
+        let mut inner = self.shared.inner.lock();
+        inner
+            .sessions
+            .get_mut(&self.id)
+            .expect("registered")
+            .account = Some(account);
+        let balances: Vec<_> = inner
+            .balances
+            .range((account, 0)..=(account, u16::MAX))
+            .map(|(k, b)| (k.1, *b))
+            .collect();
+        drop(inner);
+        for (asset, balance) in balances {
+            replies.push(self.shared.balance_json(account, asset, balance));
+        }
+        Ok(replies)
+    }
+
+    fn submit(
+        &mut self,
+        req_id: Option<u64>,
+        command: ExchangeCommand,
+    ) -> Result<Vec<Value>, ApiError> {
+        self.token_next = self.token_next.wrapping_add(1);
+        let token = (self.id << 32) | u64::from(self.token_next);
+        self.pending.insert(token, (req_id, Instant::now()));
+        if self.shared.submitter.submit(token, command).is_err() {
+            self.pending.remove(&token);
+            return Err(with(
+                ApiError::new("busy", "the engine is busy; retry"),
+                req_id,
+            ));
+        }
+        Ok(Vec::new())
+    }
+
+    /// The reply to one of this session's commands, once it is journaled.
+    fn on_ack(&mut self, token: u64, seq: u64, events: &[ExchangeEvent]) -> Value {
+        let (req_id, started) = self
+            .pending
+            .remove(&token)
+            .unwrap_or((None, Instant::now()));
+        self.shared
+            .metrics
+            .latency(started.elapsed().as_micros() as u64);
+        let rejected = events.iter().find_map(|e| match e {
+            ExchangeEvent::Order(Event::Rejected { reason, .. })
+            | ExchangeEvent::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        });
+        if let Some(reason) = rejected {
+            let mut error = ApiError::reject(reason).json();
+            error["req_id"] = json!(req_id);
+            error["seq"] = json!(seq);
+            return error;
+        }
+        let mut reply = json!({"type": "ack", "req_id": req_id, "seq": seq});
+        for event in events {
+            match event {
+                ExchangeEvent::Order(Event::Accepted {
+                    order_id,
+                    instrument,
+                    client_order_id,
+                    ..
+                }) => {
+                    reply["order_id"] = json!(order_id.to_string());
+                    reply["client_order_id"] = json!(client_order_id);
+                    reply["instrument"] =
+                        json!(self.shared.exchange.instruments[*instrument as usize].symbol);
+                }
+                ExchangeEvent::Order(Event::Replaced {
+                    order_id,
+                    client_order_id,
+                    ..
+                }) => {
+                    reply["order_id"] = json!(order_id.to_string());
+                    reply["client_order_id"] = json!(client_order_id);
+                }
+                ExchangeEvent::Order(Event::Cancelled { order_id, .. })
+                    if reply.get("order_id").is_none() =>
+                {
+                    reply["order_id"] = json!(order_id.to_string());
+                }
+                ExchangeEvent::Order(Event::MassCancelled { count, .. }) => {
+                    reply["cancelled"] = json!(count)
+                }
+                _ => {}
+            }
+        }
+        reply
+    }
+
+    fn finish(&mut self) {
+        let shared = &self.shared;
+        shared.inner.lock().sessions.remove(&self.id);
+        shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        if let (true, Some(principal)) = (self.cancel_on_disconnect, &self.principal) {
+            let command = Command::MassCancel {
+                account: principal.account,
+                instrument: None,
+                side: None,
+            };
+            // Retried: cancel-on-disconnect must not be lost to a momentarily full queue.
+            for _ in 0..1_000 {
+                if shared
+                    .submitter
+                    .submit(0, ExchangeCommand::Trade(command))
+                    .is_ok()
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn with(mut error: ApiError, req_id: Option<u64>) -> ApiError {
+    error.req_id = req_id;
+    error
+}
+
+fn order_ref(order_id: Option<&str>, client_order_id: Option<u64>) -> Result<OrderRef, ApiError> {
+    match (order_id, client_order_id) {
+        (Some(id), None) => Ok(OrderRef::Id(protocol::order_id(id)?)),
+        (None, Some(client)) => Ok(OrderRef::Client(client)),
+        _ => Err(ApiError::new(
+            "invalid_field",
+            "give exactly one of `order_id` and `client_order_id`",
+        )),
+    }
+}
