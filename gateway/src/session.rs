@@ -421,10 +421,6 @@ impl Session {
         let account = principal.account;
         let role = principal.role;
         self.principal = Some(principal);
-        let mut replies = vec![json!({
-            "type": "logged_in", "req_id": l.req_id, "account": account,
-            "role": format!("{role:?}").to_lowercase(), "cancel_on_disconnect": l.cancel_on_disconnect,
-        })];
         let mut inner = self.shared.inner.lock();
         inner
             .sessions
@@ -437,10 +433,16 @@ impl Session {
             .map(|(k, b)| (k.1, *b))
             .collect();
         drop(inner);
-        for (asset, balance) in balances {
-            replies.push(self.shared.balance_json(account, asset, balance));
-        }
-        Ok(replies)
+        // The balances as they stand at login; later changes arrive as `balance` messages.
+        let balances: Vec<Value> = balances
+            .into_iter()
+            .map(|(asset, b)| self.shared.balance_json(account, asset, b))
+            .collect();
+        Ok(vec![json!({
+            "type": "logged_in", "req_id": l.req_id, "account": account,
+            "role": format!("{role:?}").to_lowercase(), "cancel_on_disconnect": l.cancel_on_disconnect,
+            "balances": balances,
+        })])
     }
 
     fn submit(

@@ -1,0 +1,193 @@
+//! A real server on an ephemeral loopback port and a WebSocket client for it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::config::{default_config, ServeConfig};
+use gateway::server::{self, Running};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("kinko-gw-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn config(dir: &Path) -> ServeConfig {
+    let mut config = default_config();
+    config.server.data = dir.to_path_buf();
+    config.server.http = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+pub async fn start(config: ServeConfig) -> (Running, SocketAddr) {
+    let running = server::start(config).await.expect("server starts");
+    let addr = running.http;
+    (running, addr)
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub seen: Vec<Value>,
+    req_id: u64,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let (ws, _) = connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("connects");
+        Client {
+            ws,
+            seen: Vec::new(),
+            req_id: 0,
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends `request` with a fresh `req_id` and returns that id.
+    pub async fn send(&mut self, mut request: Value) -> u64 {
+        self.req_id += 1;
+        request["req_id"] = json!(self.req_id);
+        self.send_text(&request.to_string()).await;
+        self.req_id
+    }
+
+    /// The next JSON message, or `None` when the connection is closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let Ok(message) = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await
+            else {
+                let recent: Vec<&Value> = self.seen.iter().rev().take(6).collect();
+                panic!("no message within 10 s; the last ones seen, newest first: {recent:#?}");
+            };
+            let message = message?;
+            match message.ok()? {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    self.seen.push(value.clone());
+                    return Some(value);
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until a message satisfies `wanted`, and returns it.
+    pub async fn until(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let message = self.next().await.expect("connection open");
+            if wanted(&message) {
+                return message;
+            }
+        }
+    }
+
+    /// The reply (ack or error) to request `req_id`.
+    pub async fn reply(&mut self, req_id: u64) -> Value {
+        self.until(|m| {
+            m["req_id"] == json!(req_id)
+                && (m["type"] == "ack"
+                    || m["type"] == "error"
+                    || m["type"] == "logged_in"
+                    || m["type"] == "subscribed"
+                    || m["type"] == "pong")
+        })
+        .await
+    }
+
+    pub async fn request(&mut self, request: Value) -> Value {
+        let req_id = self.send(request).await;
+        self.reply(req_id).await
+    }
+
+    pub async fn login_as(&mut self, name: &str, cancel_on_disconnect: bool) -> Value {
+        let key = format!("demo-{name}");
+        let secret = format!("demo-{name}-secret");
+        let ts = now_ms();
+        let nonce = ts;
+        let sig = gateway::auth::sign(&secret, &key, ts, nonce);
+        self.request(json!({"type": "login", "key": key, "ts": ts, "nonce": nonce, "sig": sig, "cancel_on_disconnect": cancel_on_disconnect}))
+            .await
+    }
+
+    pub async fn order(&mut self, fields: Value) -> Value {
+        let mut request = json!({"type": "new_order", "instrument": "BTC/JPY"});
+        for (k, v) in fields.as_object().unwrap() {
+            request[k] = v.clone();
+        }
+        self.request(request).await
+    }
+
+    /// The latest balance message seen for `asset`.
+    pub fn balance(&self, asset: &str) -> Option<(String, String)> {
+        let pair = |m: &Value| {
+            (
+                m["available"].as_str().unwrap().to_string(),
+                m["held"].as_str().unwrap().to_string(),
+            )
+        };
+        self.seen
+            .iter()
+            .rev()
+            .find_map(|m| match m["type"].as_str() {
+                Some("balance") if m["asset"] == asset => Some(pair(m)),
+                Some("logged_in") => m["balances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["asset"] == asset)
+                    .map(pair),
+                _ => None,
+            })
+    }
+
+    /// Waits until the latest known balance of `asset` is `(available, held)`.
+    pub async fn wait_balance(&mut self, asset: &str, available: &str, held: &str) {
+        while self.balance(asset) != Some((available.to_string(), held.to_string())) {
+            self.next().await.expect("connection open");
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
