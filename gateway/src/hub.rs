@@ -36,14 +36,33 @@ pub enum Outgoing {
         seq: u64,
         events: Vec<ExchangeEvent>,
     },
+    /// An order event of the session's account, raw, for sessions that speak another wire format
+    /// than JSON (FIX). `fee` is `(maker units, taker units, quote decimals)` for a fill.
+    Event {
+        seq: u64,
+        ts_ns: u64,
+        index: usize,
+        event: Event,
+        fee: Option<(i64, i64, u8)>,
+    },
     /// The server closes the connection with this reason.
     Close(&'static str),
+}
+
+/// How a session wants its account's executions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// JSON text (WebSocket).
+    Json,
+    /// Raw events (FIX sessions encode them themselves).
+    Raw,
 }
 
 pub struct SessionEntry {
     pub tx: mpsc::Sender<Outgoing>,
     pub account: Option<AccountId>,
     pub channels: BTreeSet<String>,
+    pub wire: Wire,
 }
 
 /// Everything the hub and the sessions share, under one lock so that a book snapshot taken at
@@ -180,7 +199,7 @@ fn publish(shared: &Shared, batch: &Published) {
             };
             deliver(entry, message, &mut slow);
         }
-        fan_out_executions(shared, &inner, ack.seq, events, &mut slow);
+        fan_out_executions(shared, &inner, (ack.seq, ack.ts_ns), events, &mut slow);
         track_orders(&mut inner, events);
     }
     publish_market(&mut inner, batch, &mut slow);
@@ -295,7 +314,7 @@ fn count_rejects(metrics: &Metrics, events: &[ExchangeEvent]) {
 fn fan_out_executions(
     shared: &Shared,
     inner: &Inner,
-    seq: u64,
+    (seq, ts_ns): (u64, u64),
     events: &[ExchangeEvent],
     slow: &mut Vec<mpsc::Sender<Outgoing>>,
 ) {
@@ -314,14 +333,32 @@ fn fan_out_executions(
             }
             _ => None,
         };
-        for (account, message) in executions(&shared.exchange, seq, index, order_event, fee) {
+        let reports = executions(&shared.exchange, seq, index, order_event, fee);
+        let accounts: BTreeSet<AccountId> = reports.iter().map(|(account, _)| *account).collect();
+        for (account, message) in reports {
             let text: Arc<str> = message.to_string().into();
             for entry in inner
                 .sessions
                 .values()
-                .filter(|e| e.account == Some(account))
+                .filter(|e| e.account == Some(account) && e.wire == Wire::Json)
             {
                 deliver(entry, Outgoing::Text(text.clone()), slow);
+            }
+        }
+        for account in accounts {
+            for entry in inner
+                .sessions
+                .values()
+                .filter(|e| e.account == Some(account) && e.wire == Wire::Raw)
+            {
+                let raw = Outgoing::Event {
+                    seq,
+                    ts_ns,
+                    index,
+                    event: *order_event,
+                    fee,
+                };
+                deliver(entry, raw, slow);
             }
         }
     }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::config::Role;
-use crate::hub::{Outgoing, SessionEntry, Shared};
+use crate::hub::{Outgoing, SessionEntry, Shared, Wire};
 use crate::protocol::{self, ApiError, Request};
 
 /// A token bucket: `rate` tokens per second up to `burst`.
@@ -80,6 +80,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
             tx,
             account: None,
             channels: BTreeSet::new(),
+            wire: Wire::Json,
         },
     );
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -120,6 +121,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
                     Some(Outgoing::Text(text)) => Message::Text(Utf8Bytes::from(text.as_ref())),
                     Some(Outgoing::Ack { token, seq, events }) => Message::Text(session.on_ack(token, seq, &events).to_string().into()),
                     Some(Outgoing::Close(reason)) => break Some((1008, reason)),
+                    Some(Outgoing::Event { .. }) => continue,
                     None => break None,
                 };
                 if sink.send(reply).await.is_err() {
