@@ -530,7 +530,7 @@ impl Exchange {
         let units = self.reservation_units(&next, qty_lots)?;
         if units > current.units {
             self.hold(&current, units - current.units)?;
-        } else {
+        } else if units < current.units {
             self.release(&current, current.units - units);
         }
         self.reservations

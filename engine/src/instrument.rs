@@ -139,7 +139,10 @@ pub fn band(reference: PriceTicks, band_bps: RateBps) -> (PriceTicks, PriceTicks
         reference > 0,
         "reference price must be positive: {reference}"
     );
-    let width = (i128::from(reference) * i128::from(band_bps) / 10_000) as PriceTicks;
+    // i64 is enough: references are at most 2^40 ticks and bands below 10^4 bps, so the product
+    // stays under 2^54 (an i128 division is a library call on every order).
+    debug_assert!(reference <= PRICE_TICKS_MAX && band_bps < PRICE_BAND_BPS_MAX);
+    let width = reference * PriceTicks::from(band_bps) / 10_000;
     let low = (reference - width).max(1);
     let high = reference + width;
     (low, high)

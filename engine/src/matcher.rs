@@ -129,6 +129,9 @@ struct Taker {
     qty_open: QtyLots,
     tif: TimeInForce,
     stp: SelfTradePrevention,
+    /// The arena slot a replaced order keeps while it executes (it stays in the indices and its
+    /// account's list, off any level); `None` for a new or triggered order.
+    slot: Option<u32>,
 }
 
 /// A read-only view of an open order.
@@ -339,6 +342,7 @@ impl Matcher {
             qty_open: order.qty_lots,
             tif,
             stp,
+            slot: None,
         };
         self.execute(taker, out);
         self.run_stops(order.instrument, out);
@@ -533,15 +537,27 @@ impl Matcher {
         }
         if taker.tif == TimeInForce::Fok && !self.fok_fillable(&taker) {
             out.push(expired(&taker));
+            self.release_detached(&taker);
             return;
         }
         self.match_taker(&mut taker, out);
         if taker.qty_open == 0 {
+            self.release_detached(&taker);
             return;
         }
         match taker.tif {
             TimeInForce::Gtc => self.rest(&taker, out),
-            TimeInForce::Ioc | TimeInForce::Fok => out.push(expired(&taker)),
+            TimeInForce::Ioc | TimeInForce::Fok => {
+                out.push(expired(&taker));
+                self.release_detached(&taker);
+            }
+        }
+    }
+
+    /// A replaced order that ends without resting gives its slot back.
+    fn release_detached(&mut self, taker: &Taker) {
+        if let Some(slot) = taker.slot {
+            self.close_order(slot);
         }
     }
 
@@ -660,7 +676,8 @@ impl Matcher {
     /// Puts the rest of `taker` on the book.
     fn rest(&mut self, taker: &Taker, out: &mut Vec<Event>) {
         let book = &self.books[taker.instrument as usize];
-        if !book.ladder(taker.side).has_room_for(taker.limit_ticks) || self.arena.is_full() {
+        let no_slot = taker.slot.is_none() && self.arena.is_full();
+        if !book.ladder(taker.side).has_room_for(taker.limit_ticks) || no_slot {
             // Only a triggered stop-limit can get here: new orders and replaces check capacity
             // before they execute.
             out.push(Event::Cancelled {
@@ -673,6 +690,27 @@ impl Matcher {
                 qty_open: 0,
                 reason: CancelReason::BookFull,
                 origin: Origin::Incoming,
+            });
+            self.release_detached(taker);
+            return;
+        }
+        if let Some(slot) = taker.slot {
+            let order = self.arena.get_mut(slot);
+            debug_assert_eq!(order.id, taker.order_id);
+            order.price_ticks = taker.limit_ticks;
+            order.qty_open = taker.qty_open;
+            order.kind = taker.kind;
+            order.state = SlotState::Resting;
+            self.books[taker.instrument as usize]
+                .ladder_mut(taker.side)
+                .push(&mut self.arena, slot);
+            out.push(Event::Rested {
+                order_id: taker.order_id,
+                account: taker.account,
+                instrument: taker.instrument,
+                side: taker.side,
+                price_ticks: taker.limit_ticks,
+                qty_lots: taker.qty_open,
             });
             return;
         }
@@ -772,6 +810,7 @@ impl Matcher {
             qty_open: order.qty_open,
             tif,
             stp: order.stp,
+            slot: None,
         };
         self.execute(taker, out);
     }
@@ -916,10 +955,16 @@ impl Matcher {
             }
             return;
         }
+        // The order keeps its slot, its ids and its place in its account's list while it executes
+        // at the new price: only its level changes. Moves are most of a busy book's traffic.
         self.books[order.instrument as usize]
             .ladder_mut(order.side)
             .unlink(&mut self.arena, slot);
-        self.close_order(slot);
+        if client_order_id != order.client_order_id {
+            self.by_client.remove(&(account, order.client_order_id));
+            self.by_client.insert((account, client_order_id), slot);
+            self.arena.get_mut(slot).client_order_id = client_order_id;
+        }
         let (tif, kind) = match order.kind {
             OrderKind::Limit { tif, post_only, .. } => (
                 tif,
@@ -942,6 +987,7 @@ impl Matcher {
             qty_open: qty_lots,
             tif,
             stp: order.stp,
+            slot: Some(slot),
         };
         self.execute(taker, out);
         self.run_stops(order.instrument, out);

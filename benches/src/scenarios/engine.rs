@@ -68,7 +68,7 @@ pub fn run(options: &Options) -> Report {
 
 /// Ops/s from a run with no clock in the loop; percentiles from a second run that reads the clock
 /// once per command, so that the clock's cost does not lower the throughput figure.
-fn row_fastest(workload: &Workload) -> Row {
+pub fn row_fastest(workload: &Workload) -> Row {
     let cpu_before = CpuTimes::now();
     let count = workload.measured().len();
     let mut replay = Replay::new(workload);

@@ -6,6 +6,7 @@
 //! lists the variants by themselves.
 
 pub mod engine;
+pub mod ledger;
 
 use crate::measure::Row;
 
@@ -13,15 +14,18 @@ use crate::measure::Row;
 pub enum Scenario {
     /// The matching core alone, single thread: throughput, then fixed offered rates.
     Engine,
+    /// The same workload through the whole state machine: reservations, settlement, fees.
+    Ledger,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: &'static [Scenario] = &[Scenario::Engine];
+    pub const ALL: &'static [Scenario] = &[Scenario::Engine, Scenario::Ledger];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Engine => "engine",
+            Scenario::Ledger => "ledger",
         }
     }
 
@@ -32,6 +36,7 @@ impl Scenario {
     pub fn run(self, options: &Options) -> Report {
         match self {
             Scenario::Engine => engine::run(options),
+            Scenario::Ledger => ledger::run(options),
         }
     }
 }
