@@ -6,7 +6,9 @@
 //! lists the variants by themselves.
 
 pub mod engine;
+pub mod journal;
 pub mod ledger;
+pub mod pipeline;
 
 use crate::measure::Row;
 
@@ -16,16 +18,27 @@ pub enum Scenario {
     Engine,
     /// The same workload through the whole state machine: reservations, settlement, fees.
     Ledger,
+    /// Journal appends beside a memcpy of the same bytes.
+    Journal,
+    /// The engine thread end to end: producer, queue, apply, journal, publish, consumer.
+    Pipeline,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: &'static [Scenario] = &[Scenario::Engine, Scenario::Ledger];
+    pub const ALL: &'static [Scenario] = &[
+        Scenario::Engine,
+        Scenario::Ledger,
+        Scenario::Journal,
+        Scenario::Pipeline,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Engine => "engine",
             Scenario::Ledger => "ledger",
+            Scenario::Journal => "journal",
+            Scenario::Pipeline => "pipeline",
         }
     }
 
@@ -37,6 +50,8 @@ impl Scenario {
         match self {
             Scenario::Engine => engine::run(options),
             Scenario::Ledger => ledger::run(options),
+            Scenario::Journal => journal::run(options),
+            Scenario::Pipeline => pipeline::run(options),
         }
     }
 }

@@ -98,7 +98,8 @@ impl<S: Storage> JournalWriter<S> {
         segment_bytes: usize,
         durability: Durability,
     ) -> io::Result<JournalWriter<S>> {
-        let segment = storage.open(read.end.index)?;
+        let mut segment = storage.open(read.end.index)?;
+        segment.prepare_appends(read.end.offset);
         // Segments keep the size they were created with; new ones take the configured size.
         let _ = segment_bytes;
         let segment_bytes = segment.bytes().len();
@@ -163,6 +164,11 @@ impl<S: Storage> JournalWriter<S> {
         self.stage(kind, seq, ts_ns, |out| {
             encode_into(&value, out);
         });
+    }
+
+    /// Appends a record whose payload is already encoded (benchmarks, tools that copy journals).
+    pub fn append_encoded(&mut self, kind: RecordKind, seq: u64, ts_ns: u64, payload: &[u8]) {
+        self.stage(kind, seq, ts_ns, |out| out.extend_from_slice(payload));
     }
 
     pub fn append_command(&mut self, seq: u64, ts_ns: u64, command: &ExchangeCommand) {

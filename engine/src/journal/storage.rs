@@ -14,6 +14,9 @@ pub trait Segment {
     fn write(&mut self, offset: usize, data: &[u8]);
     /// Makes `offset..offset + len` survive power loss (msync).
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()>;
+    /// Gets the bytes from `offset` on ready to take appends without faults (the writer calls it
+    /// on the segment it resumes); nothing by default.
+    fn prepare_appends(&mut self, _offset: usize) {}
 }
 
 pub trait Storage {
@@ -80,7 +83,8 @@ impl Storage for MmapStorage {
             .open(&path)?;
         file.set_len(bytes as u64)?;
         // Touch every page now, so that appends never take a page fault on the hot path.
-        let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
+        let mut map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
+        dirty_every_page(&mut map, 0);
         file.sync_all()?;
         if let Some(parent) = path.parent() {
             File::open(parent)?.sync_all()?;
@@ -108,6 +112,19 @@ impl Storage for MmapStorage {
     }
 }
 
+/// Writes one byte of every page. `populate` maps the pages in, but a shared file mapping still
+/// takes a write fault on the first store to each clean page (the kernel tracks dirtiness); taking
+/// them all here keeps them off the append path. A segment is zero when created, so zeros are
+/// written.
+fn dirty_every_page(map: &mut MmapMut, from: usize) {
+    const PAGE_BYTES: usize = 4096;
+    for offset in (from..map.len()).step_by(PAGE_BYTES) {
+        // SAFETY: `offset` is inside the mapping; volatile so the store of a zero onto what the
+        // compiler cannot see is already zero is not elided.
+        unsafe { std::ptr::write_volatile(map.as_mut_ptr().add(offset), 0) };
+    }
+}
+
 impl Segment for MmapSegment {
     fn bytes(&self) -> &[u8] {
         &self.map
@@ -119,5 +136,10 @@ impl Segment for MmapSegment {
 
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
         self.map.flush_range(offset, len)
+    }
+
+    fn prepare_appends(&mut self, offset: usize) {
+        // The unwritten rest is zero: writing zeros there changes nothing but the page state.
+        dirty_every_page(&mut self.map, offset.next_multiple_of(4096));
     }
 }

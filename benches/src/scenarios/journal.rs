@@ -1,0 +1,278 @@
+//! The `journal` scenario: appending the records of the `ledger` workload — each command and the
+//! events it produced, bincode-encoded, checksummed, hash-chained per batch of 256 commands — into
+//! a memory-mapped segment, beside a plain memcpy of the same bytes, in the same batch sizes, in
+//! the same run. The ratio is the journal's cost over the copy it cannot avoid.
+//!
+//! The segment is sized to hold the whole run (no rotation inside the measurement): a rotation
+//! creates and pre-faults a new file, which is a start-up cost, not an append cost.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use engine::journal::format::{encode_into, Genesis, RecordKind};
+use engine::journal::storage::MmapStorage;
+use engine::journal::{Durability, JournalWriter};
+use engine::{Exchange, ExchangeCommand, ExchangeEvent, Sequenced};
+
+use crate::measure::{Percentiles, Row};
+use crate::scenarios::ledger::{exchange_config, setup_commands};
+use crate::scenarios::{Length, Options, Report};
+use crate::workload::{Workload, WorkloadSpec};
+
+/// Commands per committed batch: what the engine thread drains at once under load.
+pub const BATCH_COMMANDS: usize = 256;
+const COMMANDS_FULL: usize = 1_000_000;
+const COMMANDS_QUICK: usize = 200_000;
+/// Batches committed with msync in the `fsync` row: each waits for the disk.
+const FSYNC_BATCHES: usize = 200;
+
+/// One command and what it produced, ready to journal, and both already encoded.
+struct Entry {
+    command: ExchangeCommand,
+    events: Vec<ExchangeEvent>,
+    command_bytes: Vec<u8>,
+    events_bytes: Vec<u8>,
+}
+
+pub fn run(options: &Options) -> Report {
+    let commands = options.commands_measured.unwrap_or(match options.length {
+        Length::Full => COMMANDS_FULL,
+        Length::Quick => COMMANDS_QUICK,
+    });
+    let entries = entries(options.seed, commands);
+    let dir = scratch_dir("journal");
+    let process = append_run(
+        &dir.join("process"),
+        &entries,
+        Durability::Process,
+        Payloads::Encode,
+    );
+    let encoded = append_run(
+        &dir.join("encoded"),
+        &entries,
+        Durability::Process,
+        Payloads::Encoded,
+    );
+    let fsync_entries = &entries[..(FSYNC_BATCHES * BATCH_COMMANDS).min(entries.len())];
+    let fsync = append_run(
+        &dir.join("fsync"),
+        fsync_entries,
+        Durability::Fsync,
+        Payloads::Encode,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let memcpy = memcpy_run(&process.batch_bytes);
+    let bytes: u64 = process.batch_bytes.iter().map(|&b| b as u64).sum();
+    let journal_bw = bytes as f64 / process.elapsed.as_secs_f64();
+    let append_bw = bytes as f64 / encoded.elapsed.as_secs_f64();
+    let memcpy_bw = bytes as f64 / memcpy.as_secs_f64();
+    let mib = |bw: f64| bw / (1 << 20) as f64;
+    let records = process.records as f64;
+    let notes = vec![
+        format!(
+            "records: {} commands of the ledger workload and their events, {} records, {:.1} MiB, \
+             {:.0} bytes per command, batches of {BATCH_COMMANDS} commands",
+            entries.len(),
+            process.records,
+            bytes as f64 / (1 << 20) as f64,
+            bytes as f64 / entries.len() as f64
+        ),
+        format!("memcpy of the same bytes in the same batches: {:.0} MiB/s", mib(memcpy_bw)),
+        format!(
+            "append of encoded records (frame, CRC32C, BLAKE3 chain, copy into the mapping): {:.2} M \
+             records/s, {:.0} MiB/s = {:.1}% of memcpy",
+            records / encoded.elapsed.as_secs_f64() / 1e6,
+            mib(append_bw),
+            100.0 * append_bw / memcpy_bw
+        ),
+        format!(
+            "end to end with bincode encoding of each command and its events: {:.2} M records/s, {:.0} \
+             MiB/s = {:.1}% of memcpy",
+            records / process.elapsed.as_secs_f64() / 1e6,
+            mib(journal_bw),
+            100.0 * journal_bw / memcpy_bw
+        ),
+        format!(
+            "fsync durability ({} batches, msync each): {:.0} commands/s, {:.0} µs per batch commit",
+            fsync.batch_bytes.len(),
+            fsync_entries.len() as f64 / fsync.elapsed.as_secs_f64(),
+            fsync.elapsed.as_secs_f64() * 1e6 / fsync.batch_bytes.len() as f64
+        ),
+        "per-row latency is per batch commit (encode, checksum, chain, copy, and msync in fsync mode)".into(),
+    ];
+    let row = |name: &str, run: &AppendRun, count: usize| Row {
+        scenario: name.into(),
+        count: count as u64,
+        ops_per_sec: count as f64 / run.elapsed.as_secs_f64(),
+        offered_per_sec: None,
+        latency: Percentiles::from_samples(&run.batch_ns),
+        others_cpu_share: None,
+    };
+    Report {
+        notes,
+        rows: vec![
+            row("journal:append", &encoded, entries.len()),
+            row("journal:process", &process, entries.len()),
+            row("journal:fsync", &fsync, fsync_entries.len()),
+            Row {
+                scenario: "journal:memcpy".into(),
+                count: entries.len() as u64,
+                ops_per_sec: entries.len() as f64 / memcpy.as_secs_f64(),
+                offered_per_sec: None,
+                latency: Percentiles::from_samples(&[0]),
+                others_cpu_share: None,
+            },
+        ],
+    }
+}
+
+/// A fresh directory under the system's temporary folder.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kinko-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// Runs the workload through an exchange and keeps every measured command with its events.
+fn entries(seed: u64, commands: usize) -> Vec<Entry> {
+    let workload = Workload::generate(WorkloadSpec {
+        seed,
+        commands_warmup: 20_000,
+        commands_measured: commands,
+    });
+    let mut exchange = Exchange::new(exchange_config()).expect("valid configuration");
+    let mut out = Vec::new();
+    let mut seq = 0;
+    for command in setup_commands() {
+        seq += 1;
+        exchange.apply(
+            &Sequenced {
+                seq,
+                ts_ns: seq,
+                command,
+            },
+            &mut out,
+        );
+    }
+    let mut entries = Vec::with_capacity(commands);
+    let trade = |r: &Sequenced| ExchangeCommand::Trade(r.command);
+    for (i, command) in workload.commands.iter().map(trade).enumerate() {
+        seq += 1;
+        out.clear();
+        exchange.apply(
+            &Sequenced {
+                seq,
+                ts_ns: seq,
+                command,
+            },
+            &mut out,
+        );
+        if i >= workload.commands_warmup {
+            let (mut command_bytes, mut events_bytes) = (Vec::new(), Vec::new());
+            encode_into(&command, &mut command_bytes);
+            encode_into(&out.as_slice(), &mut events_bytes);
+            entries.push(Entry {
+                command,
+                events: out.clone(),
+                command_bytes,
+                events_bytes,
+            });
+        }
+    }
+    entries
+}
+
+struct AppendRun {
+    elapsed: Duration,
+    records: u64,
+    batch_bytes: Vec<usize>,
+    batch_ns: Vec<u64>,
+}
+
+/// Whether the run encodes each command and its events (as the engine thread does) or appends
+/// payloads encoded beforehand (the journal's own work: framing, checksum, chain, copy).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Payloads {
+    Encode,
+    Encoded,
+}
+
+fn append_run(
+    dir: &std::path::Path,
+    entries: &[Entry],
+    durability: Durability,
+    payloads: Payloads,
+) -> AppendRun {
+    // Room for the whole run plus a margin: ~400 bytes a command is generous for this workload.
+    let segment_bytes = (entries.len() * 512 + (64 << 20)).next_power_of_two();
+    let storage = MmapStorage::open(&dir.join("journal")).expect("journal directory");
+    let genesis = Genesis {
+        config: exchange_config(),
+    };
+    let mut writer = JournalWriter::create(storage, &genesis, 0, segment_bytes, durability)
+        .expect("create journal");
+    let (mut batch_bytes, mut batch_ns) = (Vec::new(), Vec::new());
+    let mut written = writer.bytes_written();
+    let start = Instant::now();
+    let mut seq = 0;
+    for batch in entries.chunks(BATCH_COMMANDS) {
+        let batch_start = Instant::now();
+        for entry in batch {
+            seq += 1;
+            match payloads {
+                Payloads::Encode => {
+                    writer.append_command(seq, seq, &entry.command);
+                    writer.append_events(seq, seq, &entry.events);
+                }
+                Payloads::Encoded => {
+                    writer.append_encoded(RecordKind::Command, seq, seq, &entry.command_bytes);
+                    writer.append_encoded(RecordKind::Events, seq, seq, &entry.events_bytes);
+                }
+            }
+        }
+        writer.commit(seq).expect("commit");
+        batch_ns.push(batch_start.elapsed().as_nanos() as u64);
+        batch_bytes.push((writer.bytes_written() - written) as usize);
+        written = writer.bytes_written();
+    }
+    let elapsed = start.elapsed();
+    AppendRun {
+        elapsed,
+        records: (entries.len() * 2 + batch_bytes.len()) as u64,
+        batch_bytes,
+        batch_ns,
+    }
+}
+
+/// Copies batches of the given sizes from one pre-touched buffer to another, back to back.
+fn memcpy_run(batch_bytes: &[usize]) -> Duration {
+    let total: usize = batch_bytes.iter().sum();
+    let source: Vec<u8> = (0..total).map(|i| (i * 31 % 251) as u8).collect();
+    let mut target = vec![1u8; total];
+    let start = Instant::now();
+    let mut offset = 0;
+    for &len in batch_bytes {
+        target[offset..offset + len].copy_from_slice(&source[offset..offset + len]);
+        offset += len;
+    }
+    let elapsed = start.elapsed();
+    std::hint::black_box(&target);
+    elapsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_journal_run_reads_back() {
+        let entries = entries(3, 2_000);
+        let dir = scratch_dir("journal-test");
+        let run = append_run(&dir, &entries, Durability::Process, Payloads::Encode);
+        assert_eq!(run.records, (2_000 * 2 + run.batch_bytes.len()) as u64);
+        let read = engine::runtime::read_data_dir(&dir).expect("the bench's journal reads back");
+        assert_eq!(read.last_seq(), 2_000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,175 @@
+//! The `pipeline` scenario: the engine thread end to end — a producer thread submits to the
+//! bounded lock-free queue, the engine thread sequences, applies, journals and commits each batch,
+//! publishes it, and a consumer thread receives the acknowledgements. Throughput as fast as the
+//! producer can go, then latency from enqueue to acknowledgement received at fixed offered rates,
+//! measured from each command's scheduled time (no coordinated omission), in both durability modes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use engine::journal::Durability;
+use engine::runtime::{self, EngineHandle, EngineOptions, SystemClock};
+use engine::ExchangeCommand;
+
+use crate::measure::{Percentiles, Row};
+use crate::scenarios::journal::scratch_dir;
+use crate::scenarios::ledger::{exchange_config, setup_commands};
+use crate::scenarios::{Length, Options, Report};
+use crate::workload::{Workload, WorkloadSpec};
+
+const COMMANDS_FULL: usize = 2_000_000;
+const COMMANDS_QUICK: usize = 300_000;
+/// A fixed-rate row runs at most this long.
+const RATE_RUN_SECONDS_MAX: u64 = 2;
+const RATES_PROCESS: [u64; 2] = [100_000, 1_000_000];
+const RATES_FSYNC: [u64; 1] = [10_000];
+
+pub fn run(options: &Options) -> Report {
+    let commands = options.commands_measured.unwrap_or(match options.length {
+        Length::Full => COMMANDS_FULL,
+        Length::Quick => COMMANDS_QUICK,
+    });
+    let workload = Workload::generate(WorkloadSpec {
+        seed: options.seed,
+        commands_warmup: 20_000,
+        commands_measured: commands,
+    });
+    let mut rows = Vec::new();
+    for (durability, rates) in [
+        (Durability::Process, &RATES_PROCESS[..]),
+        (Durability::Fsync, &RATES_FSYNC[..]),
+    ] {
+        let mode = format!("{durability:?}").to_lowercase();
+        // Throughput in fsync mode is bounded by msync per batch: a shorter run says as much.
+        let count = match durability {
+            Durability::Process => commands,
+            Durability::Fsync => commands.min(200_000),
+        };
+        rows.push(run_row(
+            &workload,
+            durability,
+            None,
+            count,
+            &format!("pipeline:{mode}"),
+        ));
+        for &rate in rates {
+            let count = commands.min((rate * RATE_RUN_SECONDS_MAX) as usize);
+            rows.push(run_row(
+                &workload,
+                durability,
+                Some(rate),
+                count,
+                &format!("pipeline:{mode}@{rate}"),
+            ));
+        }
+    }
+    let notes = vec![
+        format!(
+            "workload: the ledger scenario's commands through the engine thread (queue capacity {}, \
+             batches of up to {}), journal in a temporary folder",
+            runtime::QUEUE_CAPACITY_DEFAULT,
+            runtime::BATCH_COMMANDS_MAX
+        ),
+        "latency: from the command's scheduled send time (fixed rate) or its enqueue (fastest row) \
+         to the consumer thread receiving its acknowledgement, which is published only after the \
+         batch is journaled"
+            .into(),
+    ];
+    Report { notes, rows }
+}
+
+/// A fresh engine with the accounts funded and the book warmed up.
+fn engine_ready(workload: &Workload, durability: Durability) -> (EngineHandle, std::path::PathBuf) {
+    let dir = scratch_dir(&format!("pipeline-{durability:?}"));
+    let mut options = EngineOptions::new(&dir);
+    options.durability = durability;
+    options.snapshot_every_commands = 0;
+    let engine = runtime::start(
+        options,
+        &exchange_config(),
+        Box::new(SystemClock::default()),
+    )
+    .expect("engine starts");
+    let setup = setup_commands().into_iter();
+    let warmup = workload
+        .warmup()
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command));
+    let submitter = engine.submitter();
+    let mut sent = 0u64;
+    for command in setup.chain(warmup) {
+        while submitter.submit(u64::MAX, command).is_err() {
+            std::hint::spin_loop();
+        }
+        sent += 1;
+    }
+    let mut acked = 0u64;
+    while acked < sent {
+        acked += engine.outbound().recv().expect("engine running").acks.len() as u64;
+    }
+    (engine, dir)
+}
+
+fn run_row(
+    workload: &Workload,
+    durability: Durability,
+    rate: Option<u64>,
+    count: usize,
+    name: &str,
+) -> Row {
+    let (engine, dir) = engine_ready(workload, durability);
+    let commands: Vec<ExchangeCommand> = workload.measured()[..count]
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command))
+        .collect();
+    let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+    let start = Instant::now();
+    let outbound = engine.outbound().clone();
+    let consumer = {
+        let sent_ns = sent_ns.clone();
+        thread::spawn(move || {
+            let mut samples = Vec::with_capacity(count);
+            while samples.len() < count {
+                let batch = outbound.recv().expect("engine running");
+                let now_ns = start.elapsed().as_nanos() as u64;
+                for ack in &batch.acks {
+                    let sent = sent_ns[ack.token as usize].load(Ordering::Acquire);
+                    samples.push(now_ns.saturating_sub(sent));
+                }
+            }
+            (samples, start.elapsed())
+        })
+    };
+    let submitter = engine.submitter();
+    let period_ns = rate.map(|r| 1_000_000_000 / r);
+    for (i, command) in commands.into_iter().enumerate() {
+        let scheduled_ns = match period_ns {
+            Some(period) => {
+                let at = i as u64 * period;
+                // Yield while waiting: on two cores the engine and the consumer need the CPU too.
+                while (start.elapsed().as_nanos() as u64) < at {
+                    thread::yield_now();
+                }
+                at
+            }
+            None => start.elapsed().as_nanos() as u64,
+        };
+        sent_ns[i].store(scheduled_ns, Ordering::Release);
+        while submitter.submit(i as u64, command).is_err() {
+            thread::yield_now();
+        }
+    }
+    let (samples, elapsed) = consumer.join().expect("consumer");
+    engine.shutdown().expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        scenario: name.into(),
+        count: count as u64,
+        ops_per_sec: count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        offered_per_sec: rate,
+        latency: Percentiles::from_samples(&samples),
+        others_cpu_share: None,
+    }
+}
