@@ -1,0 +1,134 @@
+//! Reading a journal as an auditor does: read-only. The engine's `MmapStorage` opens segments for
+//! writing and creates missing directories, which an auditor working on a read-only copy of the
+//! evidence must not need; [`ReadOnlyStorage`] implements the engine's `Storage` seam with plain
+//! reads, so that `read_journal` (the engine's own reader: checksums, chain, torn tails) runs
+//! unchanged on files that may not be written.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use engine::journal::storage::{Segment, Storage};
+use engine::journal::{read_journal, JournalError, JournalRead, Repair};
+
+use crate::error::ReplayError;
+
+/// Segment files `segment-NNNNNN.kjl` in a directory, read into memory one at a time.
+pub struct ReadOnlyStorage {
+    dir: PathBuf,
+}
+
+/// One segment's bytes; writing to it is a bug (the reader never repairs).
+pub struct ReadOnlySegment {
+    bytes: Vec<u8>,
+}
+
+impl ReadOnlyStorage {
+    pub fn new(dir: &Path) -> ReadOnlyStorage {
+        ReadOnlyStorage {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("segment-{index:06}.kjl"))
+    }
+}
+
+fn read_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the auditor's reader never writes to a journal",
+    )
+}
+
+impl Storage for ReadOnlyStorage {
+    type Segment = ReadOnlySegment;
+
+    fn list(&self) -> io::Result<Vec<u64>> {
+        let mut indices = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let index = name
+                .strip_prefix("segment-")
+                .and_then(|rest| rest.strip_suffix(".kjl"))
+                .and_then(|digits| digits.parse().ok());
+            if let Some(index) = index {
+                indices.push(index);
+            }
+        }
+        indices.sort_unstable();
+        Ok(indices)
+    }
+
+    fn create(&mut self, _index: u64, _bytes: usize) -> io::Result<ReadOnlySegment> {
+        Err(read_only())
+    }
+
+    fn open(&mut self, index: u64) -> io::Result<ReadOnlySegment> {
+        Ok(ReadOnlySegment {
+            bytes: fs::read(self.path(index))?,
+        })
+    }
+
+    fn remove(&mut self, _index: u64) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn name(&self, index: u64) -> String {
+        self.path(index).display().to_string()
+    }
+}
+
+impl Segment for ReadOnlySegment {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        panic!(
+            "read-only journal segment written at offset {offset} ({} bytes): the auditor's \
+             reader reads with Repair::ReadOnly",
+            data.len()
+        );
+    }
+
+    fn sync(&mut self, _offset: usize, _len: usize) -> io::Result<()> {
+        Err(read_only())
+    }
+}
+
+/// The segment directory of `dir`: its `journal/` folder when it is a data folder, else `dir`
+/// itself when it holds segments.
+pub fn journal_dir(dir: &Path) -> Result<PathBuf, ReplayError> {
+    let nested = dir.join("journal");
+    if nested.is_dir() {
+        return Ok(nested);
+    }
+    let holds_segments = fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("segment-") && name.ends_with(".kjl")
+            })
+        })
+        .unwrap_or(false);
+    if holds_segments {
+        Ok(dir.to_path_buf())
+    } else {
+        Err(ReplayError::NoJournal(dir.display().to_string()))
+    }
+}
+
+/// Reads and checks a whole journal (every checksum, the sequence, the hash chain) without
+/// changing a byte. A torn tail is reported in `JournalRead::tail_cut`, not cut.
+pub fn open_journal(dir: &Path) -> Result<JournalRead, ReplayError> {
+    let mut storage = ReadOnlyStorage::new(&journal_dir(dir)?);
+    match read_journal(&mut storage, Repair::ReadOnly) {
+        Ok(read) => Ok(read),
+        Err(JournalError::Empty) => Err(ReplayError::NoJournal(dir.display().to_string())),
+        Err(e) => Err(ReplayError::Journal(e)),
+    }
+}
