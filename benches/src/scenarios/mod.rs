@@ -9,6 +9,8 @@ pub mod engine;
 pub mod journal;
 pub mod ledger;
 pub mod pipeline;
+pub mod replay;
+pub mod ws;
 
 use crate::measure::Row;
 
@@ -22,6 +24,10 @@ pub enum Scenario {
     Journal,
     /// The engine thread end to end: producer, queue, apply, journal, publish, consumer.
     Pipeline,
+    /// WebSocket order entry against the real server on loopback.
+    Ws,
+    /// `kinko-replay verify` on a journal of millions of records.
+    Replay,
 }
 
 impl Scenario {
@@ -31,6 +37,8 @@ impl Scenario {
         Scenario::Ledger,
         Scenario::Journal,
         Scenario::Pipeline,
+        Scenario::Ws,
+        Scenario::Replay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +47,8 @@ impl Scenario {
             Scenario::Ledger => "ledger",
             Scenario::Journal => "journal",
             Scenario::Pipeline => "pipeline",
+            Scenario::Ws => "ws",
+            Scenario::Replay => "replay",
         }
     }
 
@@ -52,6 +62,8 @@ impl Scenario {
             Scenario::Ledger => ledger::run(options),
             Scenario::Journal => journal::run(options),
             Scenario::Pipeline => pipeline::run(options),
+            Scenario::Ws => ws::run(options),
+            Scenario::Replay => replay::run(options),
         }
     }
 }

@@ -1,0 +1,118 @@
+//! The `replay` scenario: `kinko-replay verify` on a journal the harness writes itself from the
+//! ledger workload (at least 10 million records in the full run): checksums, chain, sequence,
+//! re-execution with byte-identical events, the house policy of every fill, and the invariants —
+//! after every command, and, for comparison, after every batch.
+
+use std::time::Instant;
+
+use engine::journal::format::Genesis;
+use engine::journal::storage::MmapStorage;
+use engine::journal::{Durability, JournalWriter};
+use engine::{Exchange, ExchangeCommand, Sequenced};
+use replay::{InvariantCheck, Progress, TornTail, VerifyOptions};
+
+use crate::measure::{Percentiles, Row};
+use crate::scenarios::journal::{scratch_dir, BATCH_COMMANDS};
+use crate::scenarios::ledger::{exchange_config, setup_commands};
+use crate::scenarios::{Length, Options, Report};
+use crate::workload::{Workload, WorkloadSpec};
+
+/// Commands journaled: each is a command record and an events record, plus one commit per batch,
+/// so 5,000,000 commands make 10,039,000 records.
+const COMMANDS_FULL: usize = 5_000_000;
+const COMMANDS_QUICK: usize = 250_000;
+
+pub fn run(options: &Options) -> Report {
+    let commands = options.commands_measured.unwrap_or(match options.length {
+        Length::Full => COMMANDS_FULL,
+        Length::Quick => COMMANDS_QUICK,
+    });
+    let dir = scratch_dir("replay");
+    let written = Instant::now();
+    write_journal(&dir, options.seed, commands);
+    let written = written.elapsed();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for (name, invariants) in [
+        ("replay:every-command", InvariantCheck::EveryCommand),
+        ("replay:every-batch", InvariantCheck::EveryBatch),
+    ] {
+        let verify_options = VerifyOptions {
+            invariants,
+            torn_tail: TornTail::Refuse,
+            progress: Progress::Quiet,
+        };
+        let started = Instant::now();
+        let summary =
+            replay::verify(&dir, &verify_options).expect("the harness's journal verifies");
+        let elapsed = started.elapsed();
+        notes.push(format!(
+            "{name}: {} records ({} commands, {} fills) verified in {:.2} s: {:.2} M records/s",
+            summary.records,
+            summary.commands,
+            summary.fills,
+            elapsed.as_secs_f64(),
+            summary.records as f64 / elapsed.as_secs_f64() / 1e6
+        ));
+        rows.push(Row {
+            scenario: name.into(),
+            count: summary.records,
+            ops_per_sec: summary.records as f64 / elapsed.as_secs_f64(),
+            offered_per_sec: None,
+            latency: Percentiles::from_samples(&[elapsed.as_nanos() as u64]),
+            others_cpu_share: None,
+        });
+    }
+    notes.insert(
+        0,
+        format!(
+            "journal: {commands} commands of the ledger workload (plus account set-up) written by the \
+             harness in {:.1} s; ops/s below is records per second; the latency columns hold the whole run",
+            written.as_secs_f64()
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Report { notes, rows }
+}
+
+/// Writes the journal the way the engine thread does: apply, journal the command and its events,
+/// commit every batch.
+fn write_journal(dir: &std::path::Path, seed: u64, commands: usize) {
+    let workload = Workload::generate(WorkloadSpec {
+        seed,
+        commands_warmup: 20_000,
+        commands_measured: commands,
+    });
+    let config = exchange_config();
+    let storage = MmapStorage::open(&dir.join("journal")).expect("journal directory");
+    let genesis = Genesis {
+        config: config.clone(),
+    };
+    let mut writer = JournalWriter::create(storage, &genesis, 1, 256 << 20, Durability::Process)
+        .expect("journal");
+    let mut exchange = Exchange::new(config).expect("valid configuration");
+    let trades = workload
+        .commands
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command));
+    let all: Vec<ExchangeCommand> = setup_commands().into_iter().chain(trades).collect();
+    let mut events = Vec::new();
+    let mut seq = 0;
+    for batch in all.chunks(BATCH_COMMANDS) {
+        for &command in batch {
+            seq += 1;
+            events.clear();
+            exchange.apply(
+                &Sequenced {
+                    seq,
+                    ts_ns: seq,
+                    command,
+                },
+                &mut events,
+            );
+            writer.append_command(seq, seq, &command);
+            writer.append_events(seq, seq, &events);
+        }
+        writer.commit(seq).expect("commit");
+    }
+}

@@ -1,0 +1,228 @@
+//! The `ws` scenario: a load generator against the real `kinko serve` stack (engine thread,
+//! journal, hub, WebSocket sessions) on loopback, in the same process. Two connections log in as
+//! two demo customers; one sends sell orders and the other buy orders at the same price, so orders
+//! fill. Latency from each order's send to its acknowledgement, and for taker orders to their fill
+//! execution, at fixed offered rates, with the journal in `process` and `fsync` mode. Orders go out
+//! in 1 ms ticks (the client's timer resolution), each timed from the moment it is handed to its
+//! socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::config::{default_config, DurabilityName, ServeConfig};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::measure::{Percentiles, Row};
+use crate::scenarios::journal::scratch_dir;
+use crate::scenarios::{Length, Options, Report};
+
+const RUN_SECONDS: u64 = 2;
+const RATES_FULL: [u64; 4] = [1_000, 10_000, 20_000, 40_000];
+const RATES_QUICK: [u64; 2] = [1_000, 10_000];
+const TICK: Duration = Duration::from_millis(1);
+
+pub fn run(options: &Options) -> Report {
+    let rates: &[u64] = match options.length {
+        Length::Full => &RATES_FULL,
+        Length::Quick => &RATES_QUICK,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut rows = Vec::new();
+    for durability in [DurabilityName::Process, DurabilityName::Fsync] {
+        let mode = format!("{durability:?}").to_lowercase();
+        for &rate in rates {
+            let (ack, fill, achieved) = runtime.block_on(run_rate(durability, rate));
+            let count = ack.len() as u64;
+            let row = |suffix: &str, samples: &[u64]| Row {
+                scenario: format!("ws:{mode}:{suffix}@{rate}"),
+                count,
+                ops_per_sec: achieved,
+                offered_per_sec: Some(rate),
+                latency: Percentiles::from_samples(samples),
+                others_cpu_share: None,
+            };
+            rows.push(row("ack", &ack));
+            rows.push(row("fill", &fill));
+        }
+    }
+    Report {
+        notes: vec![
+            "ws: kinko serve in-process on loopback; 2 WebSocket connections (a seller and a buyer at one \
+             price); each row runs 2 s; `ack` = send → acknowledgement received, `fill` = \
+             send of a taker order → its fill execution received"
+                .into(),
+            "the load generator, the server's runtime, the engine thread and the hub share this machine's \
+             two cores"
+                .into(),
+        ],
+        rows,
+    }
+}
+
+fn config(dir: &std::path::Path, durability: DurabilityName) -> ServeConfig {
+    let mut config = default_config();
+    config.server.data = dir.to_path_buf();
+    config.server.http = "127.0.0.1:0".parse().unwrap();
+    config.server.fix = "127.0.0.1:0".parse().unwrap();
+    config.server.durability = durability;
+    config.limits.connection_rate_per_sec = 1_000_000;
+    config.limits.connection_burst = 1_000_000;
+    config.limits.account_rate_per_sec = 1_000_000;
+    config.limits.account_burst = 1_000_000;
+    config
+}
+
+/// Returns the ack latencies, the fill latencies (ns) and the achieved order rate.
+async fn run_rate(durability: DurabilityName, rate: u64) -> (Vec<u64>, Vec<u64>, f64) {
+    let dir = scratch_dir(&format!("ws-{rate}"));
+    let running = gateway::server::start(config(&dir, durability))
+        .await
+        .expect("server starts");
+    let addr = running.http;
+    let seller = Conn::open(addr, "alice").await;
+    let buyer = Conn::open(addr, "bob").await;
+    let start = Instant::now();
+    let per_side = rate / 2;
+    let sell = tokio::spawn(seller.drive(per_side, start, "sell"));
+    let buy = tokio::spawn(buyer.drive(per_side, start, "buy"));
+    let (sell, buy) = (sell.await.expect("seller"), buy.await.expect("buyer"));
+    let elapsed = start.elapsed();
+    let mut ack = sell.ack_ns;
+    ack.extend(buy.ack_ns);
+    let mut fill = sell.fill_ns;
+    fill.extend(buy.fill_ns);
+    let achieved = ack.len() as f64 / elapsed.as_secs_f64();
+    let _ = running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    (ack, fill, achieved)
+}
+
+struct Conn {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+struct Measured {
+    ack_ns: Vec<u64>,
+    fill_ns: Vec<u64>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, name: &str) -> Conn {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true)
+                .await
+                .expect("connect");
+        let key = format!("demo-{name}");
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let sig = gateway::auth::sign(&format!("demo-{name}-secret"), &key, ts, ts);
+        let login =
+            json!({"type": "login", "req_id": 0, "key": key, "ts": ts, "nonce": ts, "sig": sig});
+        ws.send(Message::Text(login.to_string().into()))
+            .await
+            .expect("send login");
+        loop {
+            let text = match ws.next().await {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(_)) => continue,
+                other => panic!("no login reply: {other:?}"),
+            };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] == "logged_in" {
+                break;
+            }
+            assert_ne!(value["type"], "error", "login refused: {value}");
+        }
+        Conn { ws }
+    }
+
+    /// Sends `rate` orders per second for the run, while reading replies.
+    async fn drive(self, rate: u64, start: Instant, side: &'static str) -> Measured {
+        let (mut sink, mut stream) = self.ws.split();
+        let total = (rate * RUN_SECONDS) as usize;
+        let scheduled: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+        let orders: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+        let reader = {
+            let (scheduled, orders) = (scheduled.clone(), orders.clone());
+            tokio::spawn(async move {
+                let mut measured = Measured {
+                    ack_ns: Vec::with_capacity(total),
+                    fill_ns: Vec::new(),
+                };
+                loop {
+                    // Until every order is acknowledged; then as long as fills keep coming.
+                    let wait = if measured.ack_ns.len() < total {
+                        Duration::from_secs(10)
+                    } else {
+                        Duration::from_millis(300)
+                    };
+                    let next = tokio::time::timeout(wait, stream.next()).await;
+                    let text = match next {
+                        Ok(Some(Ok(Message::Text(text)))) => text,
+                        Ok(Some(Ok(_))) => continue,
+                        _ => break,
+                    };
+                    let now_ns = start.elapsed().as_nanos() as u64;
+                    let value: Value = serde_json::from_str(&text).expect("JSON");
+                    match value["type"].as_str() {
+                        Some("ack") => {
+                            let req_id = value["req_id"].as_u64().unwrap_or(0);
+                            if let Some(at) = scheduled.lock().unwrap().get(&req_id).copied() {
+                                measured.ack_ns.push(now_ns.saturating_sub(at));
+                                if let Some(order_id) = value["order_id"].as_str() {
+                                    orders.lock().unwrap().insert(order_id.to_string(), at);
+                                }
+                            }
+                        }
+                        Some("error") => panic!("the load was refused: {value}"),
+                        Some("execution")
+                            if value["exec"] == "fill" && value["liquidity"] == "taker" =>
+                        {
+                            let order_id = value["order_id"].as_str().unwrap_or_default();
+                            if let Some(at) = orders.lock().unwrap().get(order_id).copied() {
+                                measured.fill_ns.push(now_ns.saturating_sub(at));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                measured
+            })
+        };
+        let period_ns = 1_000_000_000 / rate;
+        let mut ticker = tokio::time::interval(TICK);
+        let mut sent = 0usize;
+        while sent < total {
+            ticker.tick().await;
+            let now_ns = start.elapsed().as_nanos() as u64;
+            while sent < total && (sent as u64) * period_ns <= now_ns && sent < total {
+                let req_id = sent as u64 + 1;
+                // From the moment the order is handed to the socket: the 1 ms tick of the sender is
+                // the load generator's resolution, not the server's latency.
+                let at = start.elapsed().as_nanos() as u64;
+                scheduled.lock().unwrap().insert(req_id, at);
+                let order = json!({
+                    "type": "new_order", "req_id": req_id, "instrument": "BTC/JPY", "side": side,
+                    "order_type": "limit", "price": "15000000", "qty": "0.0001", "client_order_id": req_id,
+                });
+                sink.send(Message::Text(order.to_string().into()))
+                    .await
+                    .expect("send order");
+                sent += 1;
+            }
+        }
+        reader.await.expect("reader")
+    }
+}
