@@ -694,42 +694,33 @@ impl Matcher {
             self.release_detached(taker);
             return;
         }
-        if let Some(slot) = taker.slot {
-            let order = self.arena.get_mut(slot);
-            debug_assert_eq!(order.id, taker.order_id);
-            order.price_ticks = taker.limit_ticks;
-            order.qty_open = taker.qty_open;
-            order.kind = taker.kind;
-            order.state = SlotState::Resting;
-            self.books[taker.instrument as usize]
-                .ladder_mut(taker.side)
-                .push(&mut self.arena, slot);
-            out.push(Event::Rested {
-                order_id: taker.order_id,
+        let slot = match taker.slot {
+            Some(slot) => {
+                let order = self.arena.get_mut(slot);
+                debug_assert_eq!(order.id, taker.order_id);
+                order.price_ticks = taker.limit_ticks;
+                order.qty_open = taker.qty_open;
+                order.kind = taker.kind;
+                order.state = SlotState::Resting;
+                slot
+            }
+            None => self.open_order(Order {
+                id: taker.order_id,
                 account: taker.account,
                 instrument: taker.instrument,
+                client_order_id: taker.client_order_id,
                 side: taker.side,
                 price_ticks: taker.limit_ticks,
-                qty_lots: taker.qty_open,
-            });
-            return;
-        }
-        let slot = self.open_order(Order {
-            id: taker.order_id,
-            account: taker.account,
-            instrument: taker.instrument,
-            client_order_id: taker.client_order_id,
-            side: taker.side,
-            price_ticks: taker.limit_ticks,
-            qty_open: taker.qty_open,
-            kind: taker.kind,
-            stp: taker.stp,
-            state: SlotState::Resting,
-            prev: NIL,
-            next: NIL,
-            account_prev: NIL,
-            account_next: NIL,
-        });
+                qty_open: taker.qty_open,
+                kind: taker.kind,
+                stp: taker.stp,
+                state: SlotState::Resting,
+                prev: NIL,
+                next: NIL,
+                account_prev: NIL,
+                account_next: NIL,
+            }),
+        };
         let book = &mut self.books[taker.instrument as usize];
         book.ladder_mut(taker.side).push(&mut self.arena, slot);
         out.push(Event::Rested {

@@ -31,7 +31,7 @@ impl ReadOnlyStorage {
     }
 
     fn path(&self, index: u64) -> PathBuf {
-        self.dir.join(format!("segment-{index:06}.kjl"))
+        engine::journal::storage::segment_path(&self.dir, index)
     }
 }
 
@@ -46,20 +46,7 @@ impl Storage for ReadOnlyStorage {
     type Segment = ReadOnlySegment;
 
     fn list(&self) -> io::Result<Vec<u64>> {
-        let mut indices = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            let index = name
-                .strip_prefix("segment-")
-                .and_then(|rest| rest.strip_suffix(".kjl"))
-                .and_then(|digits| digits.parse().ok());
-            if let Some(index) = index {
-                indices.push(index);
-            }
-        }
-        indices.sort_unstable();
-        Ok(indices)
+        engine::journal::storage::segment_indices(&self.dir)
     }
 
     fn create(&mut self, _index: u64, _bytes: usize) -> io::Result<ReadOnlySegment> {

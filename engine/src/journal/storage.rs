@@ -50,28 +50,38 @@ impl MmapStorage {
     }
 
     fn path(&self, index: u64) -> PathBuf {
-        self.dir.join(format!("segment-{index:06}.kjl"))
+        segment_path(&self.dir, index)
     }
+}
+
+/// The file of segment `index` in a journal directory: `segment-NNNNNN.kjl`.
+pub fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("segment-{index:06}.kjl"))
+}
+
+/// The indices of the segment files in a journal directory, ascending (other files are ignored).
+pub fn segment_indices(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut indices = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        let index = name
+            .strip_prefix("segment-")
+            .and_then(|rest| rest.strip_suffix(".kjl"))
+            .and_then(|digits| digits.parse().ok());
+        if let Some(index) = index {
+            indices.push(index);
+        }
+    }
+    indices.sort_unstable();
+    Ok(indices)
 }
 
 impl Storage for MmapStorage {
     type Segment = MmapSegment;
 
     fn list(&self) -> io::Result<Vec<u64>> {
-        let mut indices = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            let index = name
-                .strip_prefix("segment-")
-                .and_then(|rest| rest.strip_suffix(".kjl"))
-                .and_then(|digits| digits.parse().ok());
-            if let Some(index) = index {
-                indices.push(index);
-            }
-        }
-        indices.sort_unstable();
-        Ok(indices)
+        segment_indices(&self.dir)
     }
 
     fn create(&mut self, index: u64, bytes: usize) -> io::Result<MmapSegment> {
