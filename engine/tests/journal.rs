@@ -407,3 +407,59 @@ fn a_full_segment_rotates_and_the_journal_reads_across_segments() {
         last + 5
     );
 }
+
+#[test]
+fn a_rotation_killed_before_its_header_leaves_a_zero_segment_that_recovery_removes() {
+    let dir = TempDir::new("rotation-killed");
+    let sent = commands(100);
+    let (_, last) = run(options(dir.path()), &sent);
+    // The next segment was created (zero-filled, preallocated) but the process died before the
+    // header was written.
+    let empty = segment(dir.path(), 1);
+    fs::write(&empty, vec![0u8; 1 << 20]).unwrap();
+    let read = runtime::read_data_dir(dir.path()).expect("a zero last segment is not corruption");
+    assert_eq!(read.last_seq(), last);
+    run(options(dir.path()), &sent[..3]);
+    assert_eq!(
+        runtime::read_data_dir(dir.path()).unwrap().last_seq(),
+        last + 3
+    );
+    // A last segment with garbage instead of a header is still refused.
+    fs::write(segment(dir.path(), 7), vec![0x5au8; 1 << 20]).unwrap();
+    assert!(matches!(
+        start_error(dir.path()),
+        StartError::Journal(JournalError::BadSegment { .. })
+    ));
+}
+
+/// A process killed inside the copy of a batch may leave later records of that batch written and
+/// earlier ones not (a copy stores in any order), but never the commit: that is a torn tail.
+#[test]
+fn an_unfinished_batch_with_a_hole_before_whole_records_is_a_torn_tail() {
+    let dir = TempDir::new("hole");
+    run(options(dir.path()), &commands(200));
+    let read = runtime::read_data_dir(dir.path()).unwrap();
+    let last = read.batches.last().unwrap().clone();
+    assert!(last.records.len() >= 4, "a batch of several records");
+    let mut bytes = fs::read(segment(dir.path(), 0)).unwrap();
+    // Erase the batch's first record and its commit; the records between stay whole.
+    let first = &last.records[0];
+    let second = last.records[1].offset;
+    bytes[first.offset..second].fill(0);
+    bytes[last.offset..read.end.offset].fill(0);
+    fs::write(segment(dir.path(), 0), &bytes).unwrap();
+    let engine = runtime::start(
+        options(dir.path()),
+        &defaults::config(),
+        Box::new(SystemClock::default()),
+    )
+    .expect("starts");
+    let cut = engine
+        .recovery
+        .tail_cut
+        .clone()
+        .expect("the unfinished batch is cut");
+    assert_eq!((cut.offset, cut.seq), (first.offset, None));
+    assert_eq!(engine.recovery.last_seq, last.commit.first_seq - 1);
+    engine.shutdown().unwrap();
+}

@@ -193,6 +193,7 @@ impl<S: Storage> JournalWriter<S> {
             chain,
         };
         let last_seq = self.batch_last_seq;
+        let body_len = self.staging.len();
         append_record(
             &mut self.staging,
             RecordKind::Commit,
@@ -211,7 +212,14 @@ impl<S: Storage> JournalWriter<S> {
         if self.offset + len > self.segment_bytes {
             self.rotate()?;
         }
-        self.segment.write(self.offset, &self.staging);
+        // The body first, the commit record after it: a memcpy may store its bytes in any order,
+        // so a process killed inside one copy could otherwise leave a commit record without all of
+        // its batch. x86 retires stores in program order; the fence keeps the compiler from
+        // merging or reordering the two copies.
+        self.segment.write(self.offset, &self.staging[..body_len]);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.segment
+            .write(self.offset + body_len, &self.staging[body_len..]);
         if self.durability == Durability::Fsync {
             self.segment.sync(self.offset, len)?;
         }
@@ -415,6 +423,12 @@ pub fn read_journal<S: Storage>(
     let mut tail_cut = None;
     for (k, &index) in segments.iter().enumerate() {
         let segment = storage.open(index)?;
+        let last = k + 1 == segments.len();
+        if last && segment.bytes().iter().all(|&b| b == 0) {
+            // A rotation killed between creating the file and writing its header: it holds
+            // nothing, and recovery removes it (appends continue in the segment before).
+            break;
+        }
         let header =
             parse_segment_header(segment.bytes()).map_err(|detail| JournalError::BadSegment {
                 segment: scan.names[k].clone(),
@@ -520,7 +534,7 @@ impl Scan {
                             segment: self.names[k].clone(),
                             offset,
                             seq: seq.or(self.seq_last.map(|s| s + 1)),
-                            detail: format!("{detail}; valid records follow ({later}), so this is not a torn tail"),
+                            detail: format!("{detail}; a committed batch follows ({later}), so this is not a torn tail"),
                         });
                     }
                     let cut_offset = self.pending.first().map_or(offset, |r| r.offset);
@@ -663,6 +677,9 @@ fn header_seq(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes[8..16].try_into().unwrap()))
 }
 
+/// The offset of the first valid *commit* record at or after `from`. Only a commit proves data
+/// was completed after a bad spot: an unfinished batch may leave whole records of its own, in any
+/// order, but never its commit before its body (see `JournalWriter::commit`).
 fn find_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     let mut at = from.div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
     while at + RECORD_BYTES_MIN <= bytes.len() {
@@ -672,7 +689,8 @@ fn find_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
             && at + len <= bytes.len()
             && RecordKind::from_u8(bytes[at + 4]).is_some()
             && bytes[at + 5..at + 8] == [0, 0, 0];
-        if plausible && parse_record(&bytes[at..]).is_ok() {
+        let commit = bytes[at + 4] == RecordKind::Commit as u8;
+        if plausible && commit && parse_record(&bytes[at..]).is_ok() {
             return Some(at);
         }
         at += RECORD_ALIGN;
