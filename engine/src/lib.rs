@@ -30,7 +30,7 @@ pub use error::RejectReason;
 pub use event::{CancelReason, Event, LevelDelta, Origin, Priority};
 pub use exchange::{
     Alert, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, HouseSide,
-    Settlement, TxId, WithdrawalId,
+    InvariantViolation, Settlement, TxId, WithdrawalId,
 };
 pub use instrument::{HousePolicy, InstrumentSpec};
 pub use matcher::{

@@ -1408,7 +1408,116 @@ impl Matcher {
         matcher
     }
 
+    /// The ids of an account's open orders, in no particular order.
+    pub fn account_order_ids(&self, account: AccountId) -> impl Iterator<Item = OrderId> + '_ {
+        let mut slot = self.accounts.get(account as usize).map_or(NIL, |a| a.head);
+        std::iter::from_fn(move || {
+            if slot == NIL {
+                return None;
+            }
+            let order = self.arena.get(slot);
+            slot = order.account_next;
+            Some(order.id)
+        })
+    }
+
     // ---------------------------------------------------------------- invariants
+
+    /// The invariants a command's events can have touched: each changed level (total, count,
+    /// links, sort order around it), each touched book not crossed, its stop lists, and the
+    /// indices agreeing on the number of open orders. Given that they all held before the
+    /// command, they all hold after it; O(changed levels), where the full check is O(book).
+    pub fn check_after<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<(), BookViolation> {
+        let open = self.arena.used as usize;
+        if self.by_id.len() != open || self.by_client.len() != open {
+            return Err(BookViolation::IndexMismatch {
+                indexed: self.by_id.len(),
+                open,
+            });
+        }
+        let mut instruments: [Option<InstrumentId>; 4] = [None; 4];
+        let mut many = false;
+        for event in events {
+            let instrument = match *event {
+                Event::Accepted { instrument, .. }
+                | Event::Fill { instrument, .. }
+                | Event::Rested { instrument, .. }
+                | Event::Cancelled { instrument, .. }
+                | Event::Replaced { instrument, .. }
+                | Event::Expired { instrument, .. }
+                | Event::Triggered { instrument, .. } => instrument,
+                _ => continue,
+            };
+            if !instruments.contains(&Some(instrument)) {
+                match instruments.iter_mut().find(|i| i.is_none()) {
+                    Some(free) => *free = Some(instrument),
+                    None => many = true,
+                }
+            }
+            if let Some(delta) = event.level_delta() {
+                self.check_level(delta.instrument, delta.side, delta.price_ticks)?;
+            }
+            if let Event::Replaced {
+                instrument,
+                side,
+                price_ticks_new,
+                ..
+            } = *event
+            {
+                self.check_level(instrument, side, price_ticks_new)?;
+            }
+        }
+        if many {
+            return self.check_invariants();
+        }
+        for instrument in instruments.into_iter().flatten() {
+            self.check_book_edges(instrument)?;
+        }
+        Ok(())
+    }
+
+    /// One level, if it exists: its neighbours in order, its orders summed, counted and linked.
+    fn check_level(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+        price_ticks: PriceTicks,
+    ) -> Result<(), BookViolation> {
+        let ladder = self.books[instrument as usize].ladder(side);
+        let Ok(index) = ladder.find(price_ticks) else {
+            return Ok(());
+        };
+        let lo = index.saturating_sub(1);
+        let hi = (index + 2).min(ladder.levels.len());
+        let sorted = ladder.levels[lo..hi].windows(2).all(|w| {
+            side.crosses(w[1].price_ticks, w[0].price_ticks) && w[0].price_ticks != w[1].price_ticks
+        });
+        if !sorted {
+            return Err(BookViolation::LevelsNotSorted { instrument, side });
+        }
+        self.check_level_orders(instrument, side, &ladder.levels[index])
+            .map(|_| ())
+    }
+
+    fn check_book_edges(&self, instrument: InstrumentId) -> Result<(), BookViolation> {
+        let book = &self.books[instrument as usize];
+        if let (Some(bid), Some(ask)) = (book.bids.best(), book.asks.best()) {
+            if bid.price_ticks >= ask.price_ticks {
+                return Err(BookViolation::Crossed {
+                    instrument,
+                    bid_ticks: bid.price_ticks,
+                    ask_ticks: ask.price_ticks,
+                });
+            }
+        }
+        for stops in [&book.stops_buy, &book.stops_sell] {
+            self.check_stops(instrument, stops)?;
+        }
+        Ok(())
+    }
 
     /// Checks every structural invariant of every book; O(open orders).
     pub fn check_invariants(&self) -> Result<(), BookViolation> {
@@ -1455,49 +1564,59 @@ impl Matcher {
         }
         let mut orders = 0;
         for level in &ladder.levels {
-            let (mut summed, mut counted) = (0, 0u32);
-            let mut slot = level.head;
-            let mut prev = NIL;
-            while slot != NIL {
-                let order = self.arena.get(slot);
-                let placed = order.state == SlotState::Resting
-                    && order.side == side
-                    && order.instrument == instrument
-                    && order.price_ticks == level.price_ticks
-                    && order.prev == prev
-                    && self.by_id.get(&order.id) == Some(&slot);
-                if !placed {
-                    return Err(BookViolation::OrderMisplaced { order_id: order.id });
-                }
-                if order.qty_open <= 0 {
-                    return Err(BookViolation::OrderNotPositive { order_id: order.id });
-                }
-                summed += order.qty_open;
-                counted += 1;
-                prev = slot;
-                slot = order.next;
-            }
-            if summed != level.qty_lots {
-                return Err(BookViolation::LevelTotal {
-                    instrument,
-                    side,
-                    price_ticks: level.price_ticks,
-                    recorded: level.qty_lots,
-                    summed,
-                });
-            }
-            if counted != level.count || counted == 0 || level.tail != prev {
-                return Err(BookViolation::LevelCount {
-                    instrument,
-                    side,
-                    price_ticks: level.price_ticks,
-                    recorded: level.count,
-                    counted,
-                });
-            }
-            orders += counted as usize;
+            orders += self.check_level_orders(instrument, side, level)? as usize;
         }
         Ok(orders)
+    }
+
+    /// One level's orders: placed on it, positive, linked both ways, summing to its total.
+    fn check_level_orders(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+        level: &Level,
+    ) -> Result<u32, BookViolation> {
+        let (mut summed, mut counted) = (0, 0u32);
+        let mut slot = level.head;
+        let mut prev = NIL;
+        while slot != NIL {
+            let order = self.arena.get(slot);
+            let placed = order.state == SlotState::Resting
+                && order.side == side
+                && order.instrument == instrument
+                && order.price_ticks == level.price_ticks
+                && order.prev == prev
+                && self.by_id.get(&order.id) == Some(&slot);
+            if !placed {
+                return Err(BookViolation::OrderMisplaced { order_id: order.id });
+            }
+            if order.qty_open <= 0 {
+                return Err(BookViolation::OrderNotPositive { order_id: order.id });
+            }
+            summed += order.qty_open;
+            counted += 1;
+            prev = slot;
+            slot = order.next;
+        }
+        if summed != level.qty_lots {
+            return Err(BookViolation::LevelTotal {
+                instrument,
+                side,
+                price_ticks: level.price_ticks,
+                recorded: level.qty_lots,
+                summed,
+            });
+        }
+        if counted != level.count || counted == 0 || level.tail != prev {
+            return Err(BookViolation::LevelCount {
+                instrument,
+                side,
+                price_ticks: level.price_ticks,
+                recorded: level.count,
+                counted,
+            });
+        }
+        Ok(counted)
     }
 
     fn check_stops(

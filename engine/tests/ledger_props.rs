@@ -69,6 +69,11 @@ impl Model {
 
     fn run(&mut self, command: ExchangeCommand) {
         let events = self.v.apply(command);
+        // The incremental check agrees with the full one (which `apply` runs in tests) every time.
+        self.v
+            .exchange
+            .check_invariants_incremental(&events)
+            .expect("incremental invariants");
         for e in &events {
             if let ExchangeEvent::WithdrawalRequested { withdrawal_id, .. } = e {
                 self.withdrawal_ids.push(*withdrawal_id);

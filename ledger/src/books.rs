@@ -43,6 +43,54 @@ pub struct PoolTotals {
     pub owed: i128,
 }
 
+/// Invariants 1, 2 and 3 for one asset, from the two pools' positions.
+fn check_pool_pair(
+    asset: AssetId,
+    customer: &PoolTotals,
+    house: &PoolTotals,
+) -> Result<(), Violation> {
+    let covered = customer.custody + customer.due_from;
+    if covered < customer.owed {
+        return Err(Violation::Shortfall {
+            asset,
+            covered,
+            owed: customer.owed,
+        });
+    }
+    if customer.surplus() != customer.due_to {
+        return Err(Violation::SurplusMismatch {
+            asset,
+            surplus: customer.surplus(),
+            due_to_house: customer.due_to,
+        });
+    }
+    for (owed_by, due_to, due_from) in [
+        (Pool::Customer, customer.due_to, house.due_from),
+        (Pool::House, house.due_to, customer.due_from),
+    ] {
+        if due_to != due_from {
+            return Err(Violation::ObligationMismatch {
+                asset,
+                owed_by,
+                due_to,
+                due_from,
+            });
+        }
+    }
+    for (pool, t) in [(Pool::Customer, customer), (Pool::House, house)] {
+        let net = t.custody + t.due_from - t.owed - t.due_to;
+        if net != 0 {
+            return Err(Violation::Commingled {
+                asset,
+                pool,
+                net,
+                kind: PostingKind::Settlement,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl PoolTotals {
     /// What the pool holds for its own holders beyond what it owes them: custody plus what the
     /// other pool owes it, minus what it owes its holders.
@@ -138,11 +186,17 @@ pub struct Ledger {
     /// not part of the state).
     touched: Vec<usize>,
     touched_flag: Vec<bool>,
+    /// Holder cells changed since `clear_changed`, with repeats (for incremental checks).
+    changed: Vec<(AccountId, AssetId)>,
+    /// Running totals of what each pool owes its holders (plus fee income for the house), by
+    /// `pool × assets + asset`: the pool-level invariants then cost O(assets), not O(accounts).
+    owed: Vec<i128>,
 }
 
 impl Ledger {
     pub fn new(assets: Vec<AssetSpec>, accounts_max: usize) -> Ledger {
         let rows = vec![PoolRow::default(); 2 * assets.len()];
+        let assets_len = assets.len();
         Ledger {
             balances: Vec::with_capacity(accounts_max * assets.len()),
             pools: Vec::with_capacity(accounts_max),
@@ -151,7 +205,19 @@ impl Ledger {
             accounts_max,
             touched: Vec::new(),
             touched_flag: Vec::new(),
+            changed: Vec::new(),
+            owed: vec![0; 2 * assets_len],
         }
+    }
+
+    /// Forgets the changed-cells log (the exchange calls it at the start of each command).
+    pub fn clear_changed(&mut self) {
+        self.changed.clear();
+    }
+
+    /// Holder cells changed since `clear_changed`.
+    pub fn changed(&self) -> &[(AccountId, AssetId)] {
+        &self.changed
     }
 
     /// Appends `(account, asset, balance)` for every holder balance changed since the last call,
@@ -200,6 +266,12 @@ impl Ledger {
         ledger.pools.extend_from_slice(&snapshot.pools);
         ledger.balances.extend_from_slice(&snapshot.balances);
         ledger.rows.copy_from_slice(&snapshot.rows);
+        for pool in Pool::ALL {
+            for asset in 0..ledger.assets.len() as AssetId {
+                ledger.owed[pool.index() * ledger.assets.len() + asset as usize] =
+                    ledger.totals(pool, asset).owed;
+            }
+        }
         ledger
     }
 
@@ -427,15 +499,26 @@ impl Ledger {
     /// Applies a posting set, all or nothing.
     pub fn apply(&mut self, set: &PostingSet) -> Result<(), Violation> {
         self.check(set)?;
+        let assets = self.assets.len();
         for posting in set.postings() {
-            if let LedgerAccount::Holder { account, .. } = posting.account {
-                self.touch(account, posting.asset);
-            }
             let delta = if posting.account.debit_normal() {
                 posting.delta
             } else {
                 -posting.delta
             };
+            match posting.account {
+                LedgerAccount::Holder { account, .. } => {
+                    self.touch(account, posting.asset);
+                    self.changed.push((account, posting.asset));
+                    let pool = self.pools[account as usize];
+                    self.owed[pool.index() * assets + posting.asset as usize] += i128::from(delta);
+                }
+                LedgerAccount::FeeIncome => {
+                    self.owed[Pool::House.index() * assets + posting.asset as usize] +=
+                        i128::from(delta);
+                }
+                _ => {}
+            }
             let cell = self
                 .cell(posting.account, posting.asset)
                 .expect("checked: the account exists");
@@ -627,7 +710,76 @@ impl Ledger {
         self.check_segregation()?;
         self.check_commingling()?;
         self.check_no_negative()?;
+        self.check_owed_totals()?;
         self.check_held(reserved)
+    }
+
+    /// Invariants 1, 2 and 3 from the running totals, in O(assets): valid after every posting
+    /// set, given that [`Ledger::check_owed_totals`] confirms the totals from time to time.
+    pub fn check_pools(&self) -> Result<(), Violation> {
+        let assets = self.assets.len();
+        for asset in 0..assets as AssetId {
+            let totals = |pool: Pool| {
+                let row = self.row(pool, asset);
+                PoolTotals {
+                    custody: row.custody.iter().map(|&c| i128::from(c)).sum(),
+                    hot: i128::from(row.custody[Location::Hot.index()]),
+                    due_to: i128::from(row.due_to),
+                    due_from: i128::from(row.due_from),
+                    owed: self.owed[pool.index() * assets + asset as usize],
+                }
+            };
+            let (customer, house) = (totals(Pool::Customer), totals(Pool::House));
+            check_pool_pair(asset, &customer, &house)?;
+        }
+        Ok(())
+    }
+
+    /// The running totals equal a fresh sum over every holder: O(accounts × assets).
+    pub fn check_owed_totals(&self) -> Result<(), Violation> {
+        for pool in Pool::ALL {
+            for asset in 0..self.assets.len() as AssetId {
+                let summed = self.totals(pool, asset).owed;
+                let running = self.owed[pool.index() * self.assets.len() + asset as usize];
+                if summed != running {
+                    return Err(Violation::Unbalanced {
+                        asset,
+                        sum: summed - running,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 5 for some holder cells: not negative, and held equal to `reserved(account, asset)`.
+    pub fn check_cells(
+        &self,
+        cells: &[(AccountId, AssetId)],
+        reserved: impl Fn(AccountId, AssetId) -> i128,
+    ) -> Result<(), Violation> {
+        for &(account, asset) in cells {
+            let b = self.balance(account, asset);
+            for (bucket, value) in [(Bucket::Available, b.available), (Bucket::Held, b.held)] {
+                if value < 0 {
+                    return Err(Violation::Negative {
+                        account: LedgerAccount::Holder { account, bucket },
+                        asset,
+                        balance: i128::from(value),
+                    });
+                }
+            }
+            let expected = reserved(account, asset);
+            if i128::from(b.held) != expected {
+                return Err(Violation::HeldMismatch {
+                    account,
+                    asset,
+                    held: b.held,
+                    reserved: expected,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The number of balance cells, `accounts × assets`, for [`Ledger::check_held`].
