@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::config::{KeyConfig, Role, ServeConfig};
 
@@ -114,6 +114,41 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// The account and role a key is bound to, without checking anything.
+    pub fn principal(&self, key: &str) -> Option<Principal> {
+        let keys = self.keys.lock();
+        keys.get(key).map(|entry| Principal {
+            key: key.to_string(),
+            account: entry.account,
+            role: entry.config.role,
+        })
+    }
+
+    /// FIX Logon: the key's secret sent as Password(554). Compared in constant time (digests of
+    /// equal length, every byte looked at) so that the timing tells nothing about the secret.
+    pub fn check_password(&self, key: &str, password: &str) -> Result<Principal, LoginError> {
+        let keys = self.keys.lock();
+        let entry = keys.get(key).ok_or(LoginError::UnknownKey)?;
+        if !constant_time_eq(
+            &Sha256::digest(entry.config.secret.as_bytes()),
+            &Sha256::digest(password.as_bytes()),
+        ) {
+            return Err(LoginError::BadSignature);
+        }
+        Ok(Principal {
+            key: key.to_string(),
+            account: entry.account,
+            role: entry.config.role,
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    assert_eq!(a.len(), b.len(), "compare digests of one length");
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 pub fn login_message(key: &str, ts_ms: u64, nonce: u64) -> String {
     format!("{key}{ts_ms}{nonce}")
 }
@@ -143,6 +178,29 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::config::default_config;
+
+    #[test]
+    fn fix_password_is_the_secret() {
+        let keys = Keys::new(&default_config());
+        let p = keys.check_password("demo-bob", "demo-bob-secret").unwrap();
+        assert_eq!((p.account, p.role), (1, Role::Trader));
+        assert_eq!(
+            keys.check_password("demo-bob", "demo-bob-secreT"),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.check_password("demo-bob", ""),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.check_password("nobody", "x"),
+            Err(LoginError::UnknownKey)
+        );
+        assert_eq!(
+            keys.principal("demo-operator").unwrap().role,
+            Role::Operator
+        );
+    }
 
     #[test]
     fn login_checks_window_nonce_and_signature() {

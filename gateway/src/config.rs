@@ -116,11 +116,43 @@ impl Default for Limits {
     }
 }
 
+/// The FIX acceptor's session settings (docs/FIX.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FixSettings {
+    /// The acceptor's CompID: clients send it as TargetCompID(56) and receive it as SenderCompID.
+    pub comp_id: String,
+    /// The HeartBtInt(108) a Logon may ask for.
+    pub heartbeat_secs_min: u64,
+    pub heartbeat_secs_max: u64,
+    /// A SendingTime(52) further than this from the server's clock is a SendingTime accuracy
+    /// problem (QuickFIX's MaxLatency).
+    pub sending_time_tolerance_secs: u64,
+    /// A connection must log on within this, and a Logout be answered within `logout_timeout_secs`.
+    pub logon_timeout_secs: u64,
+    pub logout_timeout_secs: u64,
+}
+
+impl Default for FixSettings {
+    fn default() -> FixSettings {
+        FixSettings {
+            comp_id: "KINKO".into(),
+            heartbeat_secs_min: 1,
+            heartbeat_secs_max: 300,
+            sending_time_tolerance_secs: 120,
+            logon_timeout_secs: 10,
+            logout_timeout_secs: 2,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServeConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub fix: FixSettings,
     /// When absent, the embedded default exchange (engine::defaults).
     #[serde(default)]
     pub exchange: Option<ExchangeConfig>,
@@ -154,6 +186,15 @@ impl ServeConfig {
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
             return Err("account names must be unique".into());
+        }
+        let fix = &self.fix;
+        if fix.comp_id.is_empty() || fix.comp_id.contains('\u{1}') {
+            return Err("fix.comp_id must be a non-empty text without SOH".into());
+        }
+        if fix.heartbeat_secs_min == 0 || fix.heartbeat_secs_min > fix.heartbeat_secs_max {
+            return Err(
+                "fix heartbeat bounds: 1 <= heartbeat_secs_min <= heartbeat_secs_max".into(),
+            );
         }
         let exchange = self.exchange();
         for account in &self.accounts {
@@ -213,6 +254,7 @@ pub fn default_config() -> ServeConfig {
             durability: DurabilityName::Process,
         },
         limits: Limits::default(),
+        fix: FixSettings::default(),
         exchange: None,
         accounts: vec![
             customer("alice"),

@@ -1,6 +1,6 @@
 //! Kinko's gateway: the `kinko` server. HTTP (health, Prometheus metrics, public REST) and the
-//! WebSocket API for traders on one port; the engine thread behind them; the hub that routes the
-//! engine's published batches to sessions and subscribers.
+//! WebSocket API for traders on one port, the FIX 4.4 acceptor on another; the engine thread
+//! behind them; the hub that routes the engine's published batches to sessions and subscribers.
 //!
 //! The gateway translates and forwards: it never touches a book or a balance itself. Everything it
 //! tells a client about the market or an account is mirrored from the engine's events.
@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod defaults;
 pub mod demo;
+pub mod fix;
 pub mod hub;
 pub mod market;
 pub mod metrics;

@@ -1,7 +1,7 @@
-//! `kinko serve`: the engine thread, the hub, and HTTP (health, metrics, public REST, the
-//! WebSocket at `/ws`) on one port. On the first start, the configured accounts are created and
-//! funded by journaled commands. Shutdown stops accepting, lets the engine drain, and writes a
-//! snapshot.
+//! `kinko serve`: the engine thread, the hub, HTTP (health, metrics, public REST, the
+//! WebSocket at `/ws`) on one port and the FIX 4.4 acceptor on another. On the first start, the
+//! configured accounts are created and funded by journaled commands. Shutdown logs FIX clients
+//! out, stops accepting, lets the engine drain, and writes a snapshot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +26,10 @@ use crate::protocol;
 
 pub struct Running {
     pub http: SocketAddr,
+    /// The FIX 4.4 acceptor's address.
+    pub fix: SocketAddr,
     pub shared: Arc<Shared>,
+    fix_acceptor: Option<crate::fix::acceptor::Acceptor>,
     engine: Option<EngineHandle>,
     stop_http: Option<oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<()>>,
@@ -68,9 +71,16 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.http))?;
     let http = listener.local_addr().map_err(|e| e.to_string())?;
+    let fix_acceptor = crate::fix::acceptor::start(shared.clone()).await?;
     let app = router(shared.clone());
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
+        // Small messages must leave at once: Nagle's algorithm would hold an acknowledgement back
+        // until the previous one is acked by the peer.
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+                let _ = stream.set_nodelay(true);
+            });
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
@@ -88,7 +98,9 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     });
     Ok(Running {
         http,
+        fix: fix_acceptor.local_addr(),
         shared,
+        fix_acceptor: Some(fix_acceptor),
         engine: Some(engine),
         stop_http: Some(stop_http),
         http_task: Some(http_task),
@@ -101,6 +113,9 @@ impl Running {
     pub async fn shutdown(mut self) -> Result<u64, String> {
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
+        }
+        if let Some(fix) = self.fix_acceptor.take() {
+            fix.shutdown().await;
         }
         {
             let inner = self.shared.inner.lock();

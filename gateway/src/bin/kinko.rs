@@ -96,7 +96,7 @@ fn serve(config: ServeConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        print_banner(&config, running.http);
+        print_banner(&config, running.http, running.fix);
         wait_for_signal().await;
         eprintln!("kinko: shutting down (writing a snapshot)...");
         match running.shutdown().await {
@@ -112,15 +112,15 @@ fn serve(config: ServeConfig) -> ExitCode {
     })
 }
 
-fn print_banner(config: &ServeConfig, http: std::net::SocketAddr) {
+fn print_banner(config: &ServeConfig, http: std::net::SocketAddr, fix: std::net::SocketAddr) {
     println!("Kinko is running.");
     println!("  data folder   {}", config.server.data.display());
     println!("  durability    {:?}", config.server.durability);
     println!("  HTTP          http://{http}/health   http://{http}/metrics   http://{http}/api/instruments");
     println!("  WebSocket     ws://{http}/ws");
     println!(
-        "  FIX 4.4       {} (arrives with the FIX issue)",
-        config.server.fix
+        "  FIX 4.4       {fix}  (SenderCompID = Username = API key, Password = its secret, TargetCompID {})",
+        config.fix.comp_id
     );
     println!();
     println!("API keys (login: sig = hex(HMAC-SHA256(secret, key + ts_ms + nonce))):");

@@ -41,6 +41,7 @@ pub fn config(dir: &Path) -> ServeConfig {
     let mut config = default_config();
     config.server.data = dir.to_path_buf();
     config.server.http = "127.0.0.1:0".parse().unwrap();
+    config.server.fix = "127.0.0.1:0".parse().unwrap();
     config
 }
 
