@@ -48,6 +48,8 @@ pub struct JournalWriter<S: Storage> {
     batch_last_seq: u64,
     batch_records: u32,
     bytes_written: u64,
+    /// The next segment, being created on another thread once this one is half full.
+    ahead: Option<std::thread::JoinHandle<io::Result<S::Segment>>>,
 }
 
 impl<S: Storage> JournalWriter<S> {
@@ -83,6 +85,7 @@ impl<S: Storage> JournalWriter<S> {
             batch_last_seq: 0,
             batch_records: 0,
             bytes_written: 0,
+            ahead: None,
         };
         writer.stage(RecordKind::Genesis, 0, ts_ns, |out| {
             out.extend_from_slice(&payload)
@@ -117,6 +120,7 @@ impl<S: Storage> JournalWriter<S> {
             batch_last_seq: 0,
             batch_records: 0,
             bytes_written: 0,
+            ahead: None,
         })
     }
 
@@ -225,22 +229,43 @@ impl<S: Storage> JournalWriter<S> {
         }
         self.offset += len;
         self.bytes_written += len as u64;
+        self.prepare_next();
         self.chain = chain;
         self.staging.clear();
         self.batch_records = 0;
         Ok(())
     }
 
+    /// Once a segment is half full, its successor is made on another thread: creating and
+    /// pre-faulting 64 MiB takes tens of milliseconds, which the engine thread must not wait for.
+    fn prepare_next(&mut self) {
+        if self.ahead.is_none() && self.offset > self.segment_bytes / 2 {
+            let index = self.index + 1;
+            let header = segment_header(index, self.segment_bytes, &self.config_hash);
+            self.ahead = self.storage.create_ahead(index, self.segment_bytes, header);
+        }
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         // The end of the old segment stays zero: readers take a zero length as its end.
         self.segment.sync(0, self.segment_bytes)?;
         let index = self.index + 1;
-        let mut segment = self.storage.create(index, self.segment_bytes)?;
-        segment.write(
-            0,
-            &segment_header(index, self.segment_bytes, &self.config_hash),
-        );
-        segment.sync(0, SEGMENT_HEADER_BYTES)?;
+        let made_ahead = self
+            .ahead
+            .take()
+            .map(|handle| handle.join().expect("segment thread"));
+        let segment = match made_ahead {
+            Some(segment) => segment?,
+            None => {
+                let mut segment = self.storage.create(index, self.segment_bytes)?;
+                segment.write(
+                    0,
+                    &segment_header(index, self.segment_bytes, &self.config_hash),
+                );
+                segment.sync(0, SEGMENT_HEADER_BYTES)?;
+                segment
+            }
+        };
         self.segment = segment;
         self.index = index;
         self.offset = SEGMENT_HEADER_BYTES;
@@ -424,9 +449,14 @@ pub fn read_journal<S: Storage>(
     for (k, &index) in segments.iter().enumerate() {
         let segment = storage.open(index)?;
         let last = k + 1 == segments.len();
-        if last && segment.bytes().iter().all(|&b| b == 0) {
-            // A rotation killed between creating the file and writing its header: it holds
-            // nothing, and recovery removes it (appends continue in the segment before).
+        let header_ok = parse_segment_header(segment.bytes()).is_ok();
+        let body = segment
+            .bytes()
+            .get(SEGMENT_HEADER_BYTES..)
+            .unwrap_or_default();
+        if last && !header_ok && body.iter().all(|&b| b == 0) {
+            // A segment killed while being made, before or while its header was written: it
+            // holds nothing, and recovery removes it (appends continue in the segment before).
             break;
         }
         let header =

@@ -20,13 +20,24 @@ pub trait Segment {
 }
 
 pub trait Storage {
-    type Segment: Segment;
+    type Segment: Segment + Send + 'static;
     /// Indices of the existing segments, ascending.
     fn list(&self) -> io::Result<Vec<u64>>;
     /// Creates a zero-filled segment of `bytes` bytes.
     fn create(&mut self, index: u64, bytes: usize) -> io::Result<Self::Segment>;
     fn open(&mut self, index: u64) -> io::Result<Self::Segment>;
     fn remove(&mut self, index: u64) -> io::Result<()>;
+    /// Starts creating segment `index` (zero-filled, `header` written and synced) on another
+    /// thread, so that the append path never waits for a file to be made; `None` when this storage
+    /// cannot (the writer then creates it in line when it needs it).
+    fn create_ahead(
+        &self,
+        _index: u64,
+        _bytes: usize,
+        _header: [u8; 64],
+    ) -> Option<std::thread::JoinHandle<io::Result<Self::Segment>>> {
+        None
+    }
     /// A name for messages: the file path.
     fn name(&self, index: u64) -> String;
 }
@@ -85,32 +96,29 @@ impl Storage for MmapStorage {
     }
 
     fn create(&mut self, index: u64, bytes: usize) -> io::Result<MmapSegment> {
+        create_segment(&self.path(index), bytes)
+    }
+
+    fn create_ahead(
+        &self,
+        index: u64,
+        bytes: usize,
+        header: [u8; 64],
+    ) -> Option<std::thread::JoinHandle<io::Result<MmapSegment>>> {
         let path = self.path(index);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        file.set_len(bytes as u64)?;
-        // Touch every page now, so that appends never take a page fault on the hot path.
-        let mut map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
-        dirty_every_page(&mut map, 0);
-        file.sync_all()?;
-        if let Some(parent) = path.parent() {
-            File::open(parent)?.sync_all()?;
-        }
-        Ok(MmapSegment { map, _file: file })
+        let spawned = std::thread::Builder::new()
+            .name("kinko-segment".into())
+            .spawn(move || {
+                let mut segment = create_segment(&path, bytes)?;
+                segment.write(0, &header);
+                segment.sync(0, header.len())?;
+                Ok(segment)
+            });
+        spawned.ok()
     }
 
     fn open(&mut self, index: u64) -> io::Result<MmapSegment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path(index))?;
-        // SAFETY: the journal directory belongs to this process (one engine per data folder); no
-        // one else truncates the file while it is mapped.
-        let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
-        Ok(MmapSegment { map, _file: file })
+        open_segment(&self.path(index))
     }
 
     fn remove(&mut self, index: u64) -> io::Result<()> {
@@ -120,6 +128,32 @@ impl Storage for MmapStorage {
     fn name(&self, index: u64) -> String {
         self.path(index).display().to_string()
     }
+}
+
+/// Creates a zero-filled, pre-faulted segment file of `bytes` bytes.
+fn create_segment(path: &Path, bytes: usize) -> io::Result<MmapSegment> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.set_len(bytes as u64)?;
+    // Touch every page now, so that appends never take a page fault on the hot path.
+    let mut map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
+    dirty_every_page(&mut map, 0);
+    file.sync_all()?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(MmapSegment { map, _file: file })
+}
+
+fn open_segment(path: &Path) -> io::Result<MmapSegment> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    // SAFETY: the journal directory belongs to this process (one engine per data folder); no
+    // one else truncates the file while it is mapped.
+    let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
+    Ok(MmapSegment { map, _file: file })
 }
 
 /// Writes one byte of every page. `populate` maps the pages in, but a shared file mapping still
