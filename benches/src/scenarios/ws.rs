@@ -207,7 +207,7 @@ impl Conn {
         while sent < total {
             ticker.tick().await;
             let now_ns = start.elapsed().as_nanos() as u64;
-            while sent < total && (sent as u64) * period_ns <= now_ns && sent < total {
+            while sent < total && (sent as u64) * period_ns <= now_ns {
                 let req_id = sent as u64 + 1;
                 // From the moment the order is handed to the socket: the 1 ms tick of the sender is
                 // the load generator's resolution, not the server's latency.
