@@ -116,7 +116,7 @@ impl Default for Limits {
     }
 }
 
-/// The FIX acceptor's session settings (docs/FIX.md).
+/// The FIX acceptor's session settings (docs/API.md, section "FIX 4.4").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FixSettings {

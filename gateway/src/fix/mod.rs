@@ -1,5 +1,5 @@
 //! FIX 4.4: an acceptor with the whole session layer, as the QuickFIX engines implement it, and
-//! order entry into the same books as the WebSocket API. `docs/FIX.md` is the dictionary of what
+//! order entry into the same books as the WebSocket API. `docs/API.md, section "FIX 4.4"` is the dictionary of what
 //! is supported and the rules a client can rely on.
 //!
 //! * [`codec`] — framing: BeginString, BodyLength, CheckSum; garbled frames; building messages.

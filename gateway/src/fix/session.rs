@@ -7,7 +7,7 @@
 //! hearing its account's events while no one is connected: the ExecutionReports are numbered and
 //! stored, and a client that logs on again finds the gap and asks for them with a ResendRequest.
 //!
-//! The rules, each as QuickFIX applies them (docs/FIX.md lists them for clients):
+//! The rules, each as QuickFIX applies them (docs/API.md, section "FIX 4.4" lists them for clients):
 //! * the first message of a connection is a Logon; credentials are checked before anything
 //!   changes; ResetSeqNumFlag=Y resets both sequence numbers and the store;
 //! * every other message is validated (Reject with SessionRejectReason and RefTagID), then
