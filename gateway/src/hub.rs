@@ -63,6 +63,9 @@ pub struct SessionEntry {
     pub account: Option<AccountId>,
     pub channels: BTreeSet<String>,
     pub wire: Wire,
+    /// Told when the session must close because it stopped reading (its queue was full): the
+    /// close cannot travel through the full queue itself.
+    pub kill: Arc<tokio::sync::Notify>,
 }
 
 /// Everything the hub and the sessions share, under one lock so that a book snapshot taken at
@@ -164,9 +167,40 @@ impl Shared {
 }
 
 /// Sends to one session; a full queue marks it a slow consumer, which is then closed.
-fn deliver(entry: &SessionEntry, message: Outgoing, slow: &mut Vec<mpsc::Sender<Outgoing>>) {
+fn deliver(entry: &SessionEntry, message: Outgoing, slow: &mut Vec<Slow>) {
     if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(message) {
-        slow.push(entry.tx.clone());
+        slow.push(Slow {
+            tx: entry.tx.clone(),
+            kill: entry.kill.clone(),
+            wire: entry.wire,
+        });
+    }
+}
+
+/// A session whose queue was full.
+pub struct Slow {
+    tx: mpsc::Sender<Outgoing>,
+    kill: Arc<tokio::sync::Notify>,
+    wire: Wire,
+}
+
+/// A JSON session that cannot keep up is closed with `slow_consumer` and leaves the registry at
+/// once, so that nothing more is queued for it and no message is lost unannounced. FIX sessions
+/// are only counted: their store and resend logic answer for gaps.
+fn close_slow(shared: &Shared, slow: Vec<Slow>) {
+    if slow.is_empty() {
+        return;
+    }
+    let mut inner = shared.inner.lock();
+    for s in slow {
+        shared
+            .metrics
+            .slow_consumers
+            .fetch_add(1, Ordering::Relaxed);
+        if s.wire == Wire::Json {
+            inner.sessions.retain(|_, e| !e.tx.same_channel(&s.tx));
+            s.kill.notify_one();
+        }
     }
 }
 
@@ -218,13 +252,7 @@ fn publish(shared: &Shared, batch: &Published) {
         }
     }
     drop(inner);
-    for tx in slow {
-        shared
-            .metrics
-            .slow_consumers
-            .fetch_add(1, Ordering::Relaxed);
-        let _ = tx.try_send(Outgoing::Close("slow_consumer"));
-    }
+    close_slow(shared, slow);
 }
 
 /// Keeps the open-order mirror (id → account, instrument, client id) in step with the events.
@@ -316,7 +344,7 @@ fn fan_out_executions(
     inner: &Inner,
     (seq, ts_ns): (u64, u64),
     events: &[ExchangeEvent],
-    slow: &mut Vec<mpsc::Sender<Outgoing>>,
+    slow: &mut Vec<Slow>,
 ) {
     for (index, event) in events.iter().enumerate() {
         let ExchangeEvent::Order(order_event) = event else {
@@ -364,7 +392,7 @@ fn fan_out_executions(
     }
 }
 
-fn publish_market(inner: &mut Inner, batch: &Published, slow: &mut Vec<mpsc::Sender<Outgoing>>) {
+fn publish_market(inner: &mut Inner, batch: &Published, slow: &mut Vec<Slow>) {
     let mut changed: BTreeMap<u32, BTreeMap<(Side, PriceTicks), QtyLots>> = BTreeMap::new();
     let mut trades: BTreeMap<u32, Vec<Trade>> = BTreeMap::new();
     for ack in &batch.acks {
@@ -459,4 +487,6 @@ pub fn heartbeat(shared: &Shared) {
             deliver(entry, Outgoing::Text(text.clone()), &mut slow);
         }
     }
+    drop(inner);
+    close_slow(shared, slow);
 }

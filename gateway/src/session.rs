@@ -74,6 +74,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
     let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
     let limits = shared.config.limits.clone();
     let (tx, mut rx) = mpsc::channel(limits.outbound_messages_max);
+    let kill = Arc::new(tokio::sync::Notify::new());
     shared.inner.lock().sessions.insert(
         id,
         SessionEntry {
@@ -81,6 +82,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
             account: None,
             channels: BTreeSet::new(),
             wire: Wire::Json,
+            kill: kill.clone(),
         },
     );
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +103,13 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
     let close = loop {
         tokio::select! {
             message = stream.next() => {
-                let Some(Ok(message)) = message else { break None };
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    // The peer broke the protocol (an oversized frame among others): say so with
+                    // the matching close code rather than dropping the connection.
+                    Some(Err(error)) => break Some(read_error_close(&error.to_string())),
+                    None => break None,
+                };
                 heard = Instant::now();
                 let (replies, flow) = match message {
                     Message::Text(text) => session.handle(text.as_str()),
@@ -109,8 +117,10 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
                     Message::Close(_) => break None,
                     Message::Ping(_) | Message::Pong(_) => (Vec::new(), Flow::Continue),
                 };
-                if send_all(&mut sink, replies).await.is_err() {
-                    break None;
+                match timed(send_all(&mut sink, replies)).await {
+                    Sent::Done => {}
+                    Sent::Failed => break None,
+                    Sent::Stalled => break Some((1008, "slow_consumer")),
                 }
                 if let Flow::Close(code, reason) = flow {
                     break Some((code, reason));
@@ -124,28 +134,34 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
                     Some(Outgoing::Event { .. }) => continue,
                     None => break None,
                 };
-                if sink.send(reply).await.is_err() {
-                    break None;
+                match timed(sink.send(reply)).await {
+                    Sent::Done => {}
+                    Sent::Failed => break None,
+                    Sent::Stalled => break Some((1008, "slow_consumer")),
                 }
             }
+            _ = kill.notified() => break Some((1008, "slow_consumer")),
             _ = ping.tick() => {
                 if heard.elapsed() > idle {
                     break Some((1001, "idle_timeout"));
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    break None;
+                match timed(sink.send(Message::Ping(Default::default()))).await {
+                    Sent::Done => {}
+                    Sent::Failed => break None,
+                    Sent::Stalled => break Some((1008, "slow_consumer")),
                 }
             }
         }
     };
     if let Some((code, reason)) = close {
         let error = ApiError::new(reason, close_message(reason)).json();
-        let _ = sink.send(Message::Text(error.to_string().into())).await;
+        // A peer that stopped reading may never take these: they get the same bounded wait.
+        let _ = timed(sink.send(Message::Text(error.to_string().into()))).await;
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from(reason),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = timed(sink.send(Message::Close(Some(frame)))).await;
         // Keep reading until the peer answers the close, so the handshake completes.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while let Some(Ok(_)) = stream.next().await {}
@@ -155,8 +171,40 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
     session.finish();
 }
 
+/// A write that cannot complete within this long means the peer stopped reading: its socket
+/// buffer is full. The connection is closed as a slow consumer instead of waiting forever.
+const WRITE_STALL: Duration = Duration::from_secs(2);
+
+enum Sent {
+    Done,
+    Failed,
+    Stalled,
+}
+
+async fn timed<E>(write: impl std::future::Future<Output = Result<(), E>>) -> Sent {
+    match tokio::time::timeout(WRITE_STALL, write).await {
+        Ok(Ok(())) => Sent::Done,
+        Ok(Err(_)) => Sent::Failed,
+        Err(_) => Sent::Stalled,
+    }
+}
+
+/// The close code and reason for a read error: 1009 for a message over the size limit, 1002 for
+/// any other protocol violation.
+fn read_error_close(error: &str) -> (u16, &'static str) {
+    let too_big =
+        error.contains("too long") || error.contains("Space limit") || error.contains("too big");
+    if too_big {
+        (1009, "message_too_big")
+    } else {
+        (1002, "protocol_error")
+    }
+}
+
 fn close_message(reason: &str) -> &'static str {
     match reason {
+        "message_too_big" => "the message is larger than the frame limit",
+        "protocol_error" => "the WebSocket protocol was violated",
         "slow_consumer" => "the connection did not read its messages fast enough",
         "idle_timeout" => "nothing received within the idle timeout",
         "rate_limit_abuse" => "too many requests past the rate limit",
@@ -294,11 +342,17 @@ impl Session {
                 self.submit(req_id, ExchangeCommand::Trade(command))
             }
             Request::Halt(m) | Request::Resume(m) if self.role() != Some(Role::Operator) => {
-                let _ = m;
-                Err(ApiError::new(
-                    "forbidden",
-                    "only an operator key may halt or resume trading",
-                ))
+                let error = match self.principal {
+                    None => ApiError::new(
+                        "not_logged_in",
+                        "log in with an operator key to halt or resume trading",
+                    ),
+                    Some(_) => ApiError::new(
+                        "forbidden",
+                        "only an operator key may halt or resume trading",
+                    ),
+                };
+                Err(with(error, m.req_id))
             }
             Request::Halt(m) => {
                 let (instrument, _) = protocol::instrument(&self.shared.exchange, &m.instrument)
@@ -363,32 +417,39 @@ impl Session {
         channels: &[String],
         add: bool,
     ) -> Result<Vec<Value>, ApiError> {
-        let mut replies = Vec::new();
+        // Every channel is checked before any is changed: a request is taken whole or not at all.
+        let mut parsed = Vec::with_capacity(channels.len());
         for channel in channels {
-            let Some((kind, symbol)) = channel.split_once(':') else {
-                return Err(with(
+            let unknown = || {
+                with(
                     ApiError::new("unknown_channel", format!("unknown channel `{channel}`")),
                     req_id,
-                ));
+                )
             };
+            let (kind, symbol) = channel.split_once(':').ok_or_else(unknown)?;
+            if !matches!(kind, "book" | "trades" | "ticker") {
+                return Err(unknown());
+            }
             let (instrument, spec) =
                 protocol::instrument(&self.shared.exchange, symbol).map_err(|e| with(e, req_id))?;
-            if !matches!(kind, "book" | "trades" | "ticker") {
-                return Err(with(
-                    ApiError::new("unknown_channel", format!("unknown channel `{channel}`")),
-                    req_id,
-                ));
-            }
-            let name = format!("{kind}:{}", spec.symbol);
-            let mut inner = self.shared.inner.lock();
-            let now_ns = inner.last_ts_ns;
+            parsed.push((kind, instrument, format!("{kind}:{}", spec.symbol)));
+        }
+        let mut replies = Vec::new();
+        let mut inner = self.shared.inner.lock();
+        let now_ns = inner.last_ts_ns;
+        for (kind, instrument, name) in parsed {
             let book = &inner.books[instrument as usize];
             let initial = match kind {
                 "book" if add => Some(book.snapshot_json(usize::MAX)),
                 "ticker" if add => Some(book.ticker_json(now_ns)),
                 _ => None,
             };
-            let entry = inner.sessions.get_mut(&self.id).expect("registered");
+            let Some(entry) = inner.sessions.get_mut(&self.id) else {
+                return Err(with(
+                    ApiError::new("slow_consumer", close_message("slow_consumer")),
+                    req_id,
+                ));
+            };
             if add {
                 entry.channels.insert(name);
             } else {
@@ -396,6 +457,7 @@ impl Session {
             }
             replies.extend(initial);
         }
+        drop(inner);
         let kind = if add { "subscribed" } else { "unsubscribed" };
         replies.insert(
             0,
@@ -424,11 +486,9 @@ impl Session {
         let role = principal.role;
         self.principal = Some(principal);
         let mut inner = self.shared.inner.lock();
-        inner
-            .sessions
-            .get_mut(&self.id)
-            .expect("registered")
-            .account = Some(account);
+        if let Some(entry) = inner.sessions.get_mut(&self.id) {
+            entry.account = Some(account);
+        }
         let balances: Vec<_> = inner
             .balances
             .range((account, 0)..=(account, u16::MAX))
@@ -513,7 +573,11 @@ impl Session {
                     reply["order_id"] = json!(order_id.to_string());
                 }
                 ExchangeEvent::Order(Event::MassCancelled { count, .. }) => {
-                    reply["cancelled"] = json!(count)
+                    // A mass cancel names no single order: drop the id of the first one it cancelled.
+                    reply["cancelled"] = json!(count);
+                    if let Some(object) = reply.as_object_mut() {
+                        object.remove("order_id");
+                    }
                 }
                 _ => {}
             }

@@ -406,9 +406,44 @@ async fn floods_are_rate_limited_and_oversized_frames_close_with_1009() {
         "x".repeat(100_000)
     ))
     .await;
+    assert_eq!(
+        big.close_code().await,
+        Some(1009),
+        "an oversized frame closes with 1009"
+    );
     assert!(
-        big.next().await.is_none(),
-        "an oversized frame closes the connection"
+        big.seen.iter().any(|m| m["code"] == "message_too_big"),
+        "{:?}",
+        big.seen
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_taken_whole_or_not_at_all() {
+    let dir = TempDir::new("subscribe");
+    let (server, addr) = start(config(dir.path())).await;
+    let mut c = Client::connect(addr).await;
+    let e = c
+        .request(json!({"type": "subscribe", "channels": ["book:BTC/JPY", "weather:BTC/JPY"]}))
+        .await;
+    assert_eq!(e["code"], "unknown_channel");
+    // Nothing was subscribed: a trade now brings no book update to this connection.
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    alice.order(json!({"side": "sell", "order_type": "limit", "price": "15000000", "qty": "0.1", "client_order_id": 1})).await;
+    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    assert!(
+        c.seen.iter().all(|m| m["type"] != "book_update"),
+        "{:?}",
+        c.seen
+    );
+    let e = c
+        .request(json!({"type": "halt", "instrument": "BTC/JPY"}))
+        .await;
+    assert_eq!(
+        (e["code"].as_str(), e["req_id"].is_u64()),
+        (Some("not_logged_in"), true)
     );
     server.shutdown().await.unwrap();
 }

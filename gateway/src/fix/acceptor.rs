@@ -201,6 +201,7 @@ impl Registry {
                 account: Some(principal.account),
                 channels: Default::default(),
                 wire: Wire::Raw,
+                kill: Default::default(),
             },
         );
         let session = Session::new(self.shared.clone(), principal, hub_id, store);

@@ -188,6 +188,23 @@ impl Client {
         }
     }
 
+    /// Reads until the server's close frame and returns its code (`None`: closed without one).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .ok()?;
+            match next? {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(Message::Text(text)) => self
+                    .seen
+                    .push(serde_json::from_str(&text).unwrap_or(Value::Null)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
