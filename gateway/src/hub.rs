@@ -85,6 +85,8 @@ pub struct Inner {
     pub books: Vec<BookMirror>,
     pub balances: BTreeMap<(AccountId, AssetId), Balance>,
     pub last_ts_ns: u64,
+    /// The last sequence number whose batch the hub has published (and mirrored).
+    pub seq_published: u64,
 }
 
 pub struct Shared {
@@ -146,6 +148,7 @@ impl Shared {
                 books,
                 balances,
                 last_ts_ns: 0,
+                seq_published: 0,
             }),
             metrics: Metrics::default(),
             session_next: AtomicU64::new(1),
@@ -221,6 +224,7 @@ fn publish(shared: &Shared, batch: &Published) {
     let mut inner = shared.inner.lock();
     if let Some(ack) = batch.acks.last() {
         inner.last_ts_ns = ack.ts_ns;
+        inner.seq_published = ack.seq;
     }
     for ack in &batch.acks {
         let events = batch.events_of(ack);

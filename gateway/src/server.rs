@@ -65,7 +65,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
         .spawn(move || hub::run(hub_shared, outbound))
         .map_err(|e| e.to_string())?;
     if engine.recovery.created {
-        bootstrap(&config, &engine).await?;
+        bootstrap(&config, &engine, &shared).await?;
     }
     let listener = TcpListener::bind(config.server.http)
         .await
@@ -136,7 +136,11 @@ impl Running {
 }
 
 /// Creates the configured accounts and credits their opening deposits, as journaled commands.
-async fn bootstrap(config: &ServeConfig, engine: &EngineHandle) -> Result<(), String> {
+async fn bootstrap(
+    config: &ServeConfig,
+    engine: &EngineHandle,
+    shared: &Shared,
+) -> Result<(), String> {
     let exchange = config.exchange();
     let mut commands = Vec::new();
     for account in &config.accounts {
@@ -179,12 +183,8 @@ async fn bootstrap(config: &ServeConfig, engine: &EngineHandle) -> Result<(), St
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    while engine
-        .stats()
-        .last_seq
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < target
-    {
+    // Until the hub has mirrored the opening balances too: a login right after start must see them.
+    while shared.inner.lock().seq_published < target {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())
