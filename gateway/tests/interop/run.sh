@@ -42,11 +42,11 @@ else
     if [[ "$profile" == "release" ]]; then
         log "building kinko (release)"
         cargo build --release --quiet -p kinko-gateway --bin kinko
-        bin="$root/target/release/kinko"
+        bin="${CARGO_TARGET_DIR:-$root/target}/release/kinko"
     else
         log "building kinko (debug)"
         cargo build --quiet -p kinko-gateway --bin kinko
-        bin="$root/target/debug/kinko"
+        bin="${CARGO_TARGET_DIR:-$root/target}/debug/kinko"
     fi
 fi
 [[ -x "$bin" ]] || { log "no server binary at $bin"; exit 1; }
