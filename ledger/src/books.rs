@@ -49,6 +49,17 @@ fn check_pool_pair(
     customer: &PoolTotals,
     house: &PoolTotals,
 ) -> Result<(), Violation> {
+    segregation_of(asset, customer, house)?;
+    commingling_of(asset, customer, house)
+}
+
+/// Invariant 2 for one asset: customers covered, the surplus is what is owed to the house, the
+/// pools agree on what each owes the other.
+fn segregation_of(
+    asset: AssetId,
+    customer: &PoolTotals,
+    house: &PoolTotals,
+) -> Result<(), Violation> {
     let covered = customer.custody + customer.due_from;
     if covered < customer.owed {
         return Err(Violation::Shortfall {
@@ -77,6 +88,15 @@ fn check_pool_pair(
             });
         }
     }
+    Ok(())
+}
+
+/// Invariant 3 for one asset: each pool's books balance on their own.
+fn commingling_of(
+    asset: AssetId,
+    customer: &PoolTotals,
+    house: &PoolTotals,
+) -> Result<(), Violation> {
     for (pool, t) in [(Pool::Customer, customer), (Pool::House, house)] {
         let net = t.custody + t.due_from - t.owed - t.due_to;
         if net != 0 {
@@ -573,35 +593,7 @@ impl Ledger {
     pub fn check_segregation(&self) -> Result<(), Violation> {
         for asset in 0..self.assets.len() as AssetId {
             let customer = self.totals(Pool::Customer, asset);
-            let house = self.totals(Pool::House, asset);
-            let covered = customer.custody + customer.due_from;
-            if covered < customer.owed {
-                return Err(Violation::Shortfall {
-                    asset,
-                    covered,
-                    owed: customer.owed,
-                });
-            }
-            if customer.surplus() != customer.due_to {
-                return Err(Violation::SurplusMismatch {
-                    asset,
-                    surplus: customer.surplus(),
-                    due_to_house: customer.due_to,
-                });
-            }
-            for (owed_by, due_to, due_from) in [
-                (Pool::Customer, customer.due_to, house.due_from),
-                (Pool::House, house.due_to, customer.due_from),
-            ] {
-                if due_to != due_from {
-                    return Err(Violation::ObligationMismatch {
-                        asset,
-                        owed_by,
-                        due_to,
-                        due_from,
-                    });
-                }
-            }
+            segregation_of(asset, &customer, &self.totals(Pool::House, asset))?;
         }
         Ok(())
     }
@@ -610,18 +602,8 @@ impl Ledger {
     /// holds value of the other that is not recorded as owed.
     pub fn check_commingling(&self) -> Result<(), Violation> {
         for asset in 0..self.assets.len() as AssetId {
-            for pool in Pool::ALL {
-                let t = self.totals(pool, asset);
-                let net = t.custody + t.due_from - t.owed - t.due_to;
-                if net != 0 {
-                    return Err(Violation::Commingled {
-                        asset,
-                        pool,
-                        net,
-                        kind: PostingKind::Settlement,
-                    });
-                }
-            }
+            let customer = self.totals(Pool::Customer, asset);
+            commingling_of(asset, &customer, &self.totals(Pool::House, asset))?;
         }
         Ok(())
     }
