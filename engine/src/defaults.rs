@@ -1,8 +1,9 @@
 //! The embedded default configuration: what `kinko` runs on when given no configuration file.
 
-use ledger::AssetSpec;
+use ledger::{AssetClass, AssetSpec};
 use rust_decimal::Decimal;
 
+use crate::custody::{AssetCustody, CustodyConfig};
 use crate::exchange::ExchangeConfig;
 use crate::instrument::{HousePolicy, InstrumentSpec};
 use crate::matcher::EngineConfig;
@@ -75,6 +76,52 @@ pub fn config() -> ExchangeConfig {
         assets: assets(),
         instruments: instruments(),
         withdrawals_pending_max: 1 << 14,
+        custody: custody(&assets()),
+    }
+}
+
+/// The demo approvers' secret seeds: for the default configuration and tests only. A real
+/// configuration lists the public keys of approvers whose secrets never touch the server.
+pub fn demo_approver_seed(index: usize) -> [u8; 32] {
+    *blake3::hash(format!("kinko demo approver {index}").as_bytes()).as_bytes()
+}
+
+/// Demo custody: 24-hour address cooldown, 2 of 3 demo approvers for every coin, and daily
+/// withdrawal limits per account of 10 BTC, 100 ETH, 10 M XEM, 1 M MONA, 100 BCH, 100 M JPY.
+pub fn custody(assets: &[AssetSpec]) -> CustodyConfig {
+    let approvers: Vec<[u8; 32]> = (0..3)
+        .map(|i| {
+            ed25519_dalek::SigningKey::from_bytes(&demo_approver_seed(i))
+                .verifying_key()
+                .to_bytes()
+        })
+        .collect();
+    let limit_whole = |code: &str| -> i64 {
+        match code {
+            "BTC" | "BCH" => 10,
+            "ETH" => 100,
+            "XEM" => 10_000_000,
+            "MONA" => 1_000_000,
+            "JPY" => 100_000_000,
+            _ => 1_000,
+        }
+    };
+    CustodyConfig {
+        address_cooldown_ns: CustodyConfig::COOLDOWN_DEFAULT_NS,
+        addresses_per_account_max: 16,
+        assets: assets
+            .iter()
+            .map(|spec| AssetCustody {
+                daily_withdrawal_limit_units: limit_whole(&spec.code)
+                    .saturating_mul(10i64.saturating_pow(u32::from(spec.decimals))),
+                approvals_required: if spec.class == AssetClass::Coin { 2 } else { 0 },
+                approvers: if spec.class == AssetClass::Coin {
+                    approvers.clone()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect(),
     }
 }
 

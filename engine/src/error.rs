@@ -72,6 +72,26 @@ reject_reasons! {
     InsufficientCustody = 1408, "the custody location does not hold enough spendable funds";
     HotWalletCapExceeded = 1409, "the move would put the hot wallet over its cap";
     InvalidLocation = 1410, "the asset cannot be held at that custody location";
+    InvalidAddress = 1501, "the address must be 1 to 64 printable ASCII characters";
+    AddressNotWhitelisted = 1502, "the address is not on the account's withdrawal whitelist for this asset";
+    AddressCoolingDown = 1503, "the address was added recently and cannot be used until its cooldown ends";
+    AddressAlreadyWhitelisted = 1504, "the address is already on the whitelist";
+    WhitelistFull = 1505, "the account has reached its maximum number of withdrawal addresses for this asset";
+    DailyLimitExceeded = 1506, "the withdrawal would exceed the account's daily limit for this asset";
+    WithdrawalsHalted = 1507, "withdrawals of this asset are halted";
+    DepositsHalted = 1508, "deposits of this asset are halted";
+    WithdrawalNotNext = 1509, "withdrawals are paid in request order: an earlier one of this asset and pool is not yet broadcast";
+    WithdrawalAlreadyBroadcast = 1510, "the withdrawal was already broadcast and can no longer be cancelled";
+    WithdrawalNotBroadcast = 1511, "the withdrawal has not been broadcast yet";
+    ApprovalsRequired = 1512, "moving coins from cold to hot needs M-of-N approvals: make a cold-to-hot request";
+    UnknownColdMove = 1513, "no pending cold-to-hot request with that id";
+    ApproverNotInSet = 1514, "the key is not one of this asset's approvers";
+    DuplicateApproval = 1515, "this key has already approved the request";
+    BadSignature = 1516, "the signature does not verify over the request's canonical bytes";
+    NotApproved = 1517, "the request has fewer approvals than required";
+    AlreadyApproved = 1518, "the request already has the approvals it needs";
+    AddressInUse = 1519, "the deposit address is already assigned";
+    TopUpExceedsLoss = 1520, "the customer pool has less recorded loss in this asset than the top-up";
 }
 
 impl std::fmt::Display for RejectReason {

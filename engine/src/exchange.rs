@@ -18,6 +18,9 @@ use ledger::{
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, NewOrder, Sequenced};
+use crate::custody::{
+    Address, AssetHalts, CustodyConfig, CustodyEvent, CustodyState, OperatorId, Sig,
+};
 use crate::error::RejectReason;
 use crate::event::Event;
 use crate::hash::IdMap;
@@ -35,6 +38,7 @@ pub struct ExchangeConfig {
     pub assets: Vec<AssetSpec>,
     pub instruments: Vec<InstrumentSpec>,
     pub withdrawals_pending_max: u32,
+    pub custody: CustodyConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,16 +54,86 @@ pub enum ExchangeCommand {
         amount_units: AmountUnits,
         tx: TxId,
     },
+    /// Held at once; payable only to a whitelisted address past its cooldown.
     WithdrawalRequest {
         account: AccountId,
         asset: AssetId,
         amount_units: AmountUnits,
+        address: Address,
     },
+    /// The chain adapter sent the oldest pending withdrawal of its asset and pool.
+    WithdrawalBroadcast {
+        withdrawal_id: WithdrawalId,
+        chain_tx: TxId,
+    },
+    /// The chain confirmed a broadcast withdrawal.
     WithdrawalComplete {
         withdrawal_id: WithdrawalId,
     },
+    /// Only before broadcast.
     WithdrawalCancel {
         withdrawal_id: WithdrawalId,
+    },
+    AddWithdrawalAddress {
+        account: AccountId,
+        asset: AssetId,
+        address: Address,
+    },
+    RemoveWithdrawalAddress {
+        account: AccountId,
+        asset: AssetId,
+        address: Address,
+    },
+    /// The chain adapter made `address` for deposits of `asset` to `account`.
+    AssignDepositAddress {
+        account: AccountId,
+        asset: AssetId,
+        address: Address,
+    },
+    /// The chain adapter saw a deposit to `address`.
+    ChainDeposit {
+        address: Address,
+        asset: AssetId,
+        amount_units: AmountUnits,
+        tx: TxId,
+    },
+    ColdToHotRequest {
+        pool: Pool,
+        asset: AssetId,
+        amount_units: AmountUnits,
+        operator: OperatorId,
+    },
+    /// One approver's ed25519 signature over [`crate::custody::cold_move_message`].
+    ColdToHotApprove {
+        request_id: u64,
+        approver: [u8; 32],
+        signature: Sig,
+    },
+    /// The chain adapter moved an approved request's coins.
+    ColdToHotComplete {
+        request_id: u64,
+    },
+    ColdToHotCancel {
+        request_id: u64,
+    },
+    /// Reconciliation: the chain adapter's (or bank feed's) observed balance of a wallet.
+    WalletObserved {
+        pool: Pool,
+        asset: AssetId,
+        location: Location,
+        observed_units: AmountUnits,
+    },
+    SetAssetHalts {
+        asset: AssetId,
+        halts: AssetHalts,
+        operator: OperatorId,
+    },
+    /// The house replaces customer-pool losses in `asset` with its own custody at `location`.
+    TopUp {
+        asset: AssetId,
+        location: Location,
+        amount_units: AmountUnits,
+        operator: OperatorId,
     },
     /// Settles what the pools owe each other in `asset` by moving the net amount physically
     /// between their operating custody (hot wallet, or bank for fiat).
@@ -70,8 +144,8 @@ pub enum ExchangeCommand {
         instrument: InstrumentId,
         policy: HousePolicy,
     },
-    /// Moves custody within one pool, e.g. hot to cold. Cold to hot is refused when it would put
-    /// customer coins in the hot wallet over the cap.
+    /// Moves custody within one pool, e.g. hot to cold. Cold to hot is refused here: it needs
+    /// approvals ([`ExchangeCommand::ColdToHotRequest`]).
     CustodyTransfer {
         pool: Pool,
         asset: AssetId,
@@ -117,6 +191,32 @@ pub enum Alert {
         owed_units: AmountUnits,
         excess_units: AmountUnits,
     },
+    /// A wallet holds less than the ledger says and no journaled withdrawal explains it.
+    WalletShortfall {
+        pool: Pool,
+        asset: AssetId,
+        location: Location,
+        missing_units: AmountUnits,
+    },
+    /// A wallet holds more than the ledger says (e.g. a deposit not credited): not credited.
+    WalletSurplus {
+        pool: Pool,
+        asset: AssetId,
+        location: Location,
+        extra_units: AmountUnits,
+    },
+    /// A deposit to an address no account owns (or for another asset): not credited.
+    UnknownDepositAddress {
+        asset: AssetId,
+        amount_units: AmountUnits,
+        tx: TxId,
+    },
+    /// A deposit transaction seen before: not credited again.
+    DuplicateDepositTx {
+        asset: AssetId,
+        amount_units: AmountUnits,
+        tx: TxId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +241,7 @@ pub enum ExchangeEvent {
         account: AccountId,
         asset: AssetId,
         amount_units: AmountUnits,
+        address: Address,
     },
     WithdrawalCompleted {
         withdrawal_id: WithdrawalId,
@@ -178,13 +279,14 @@ pub enum ExchangeEvent {
         reason: RejectReason,
     },
     Alert(Alert),
+    Custody(CustodyEvent),
 }
 
 /// How an instrument's ticks and lots become asset units.
 #[derive(Clone, Copy, Debug)]
-struct Market {
-    base: AssetId,
-    quote: AssetId,
+pub(crate) struct Market {
+    pub(crate) base: AssetId,
+    pub(crate) quote: AssetId,
     /// Base units per lot (a whole number, checked at start-up).
     lot_units: AmountUnits,
     /// Quote units per tick × lot (any positive rational).
@@ -211,9 +313,14 @@ pub struct Reservation {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdrawal {
-    account: AccountId,
-    asset: AssetId,
-    amount_units: AmountUnits,
+    pub(crate) account: AccountId,
+    pub(crate) asset: AssetId,
+    pub(crate) amount_units: AmountUnits,
+    pub(crate) address: Address,
+    /// The UTC day of the request (for the daily limit).
+    pub(crate) day: u64,
+    /// The chain transaction, once broadcast.
+    pub(crate) broadcast: Option<TxId>,
 }
 
 /// A broken invariant found by [`Exchange::check_invariants_incremental`].
@@ -233,6 +340,7 @@ pub enum ConfigError {
     UnknownAsset { instrument: String, code: String },
     LotNotWhole { instrument: String },
     Instrument { instrument: String, error: String },
+    Custody(String),
 }
 
 /// The exchange's whole state in a canonical form: every collection sorted, so that equal states
@@ -246,19 +354,21 @@ pub struct ExchangeSnapshot {
     pub withdrawals: Vec<(WithdrawalId, Withdrawal)>,
     pub withdrawal_id_next: WithdrawalId,
     pub deposits_seen: Vec<TxId>,
+    pub custody: CustodyState,
 }
 
 pub struct Exchange {
-    config: ExchangeConfig,
-    matcher: Matcher,
-    ledger: Ledger,
-    markets: Vec<Market>,
+    pub(crate) config: ExchangeConfig,
+    pub(crate) matcher: Matcher,
+    pub(crate) ledger: Ledger,
+    pub(crate) markets: Vec<Market>,
     reservations: IdMap<OrderId, Reservation>,
     /// In request order: withdrawals are served first come, first served.
-    withdrawals: BTreeMap<WithdrawalId, Withdrawal>,
-    withdrawal_id_next: WithdrawalId,
-    withdrawals_pending_max: usize,
-    deposits_seen: HashSet<TxId>,
+    pub(crate) withdrawals: BTreeMap<WithdrawalId, Withdrawal>,
+    pub(crate) withdrawal_id_next: WithdrawalId,
+    pub(crate) withdrawals_pending_max: usize,
+    pub(crate) deposits_seen: HashSet<TxId>,
+    pub(crate) custody: CustodyState,
     check_invariants: bool,
     /// The matcher's events for the command being applied (preallocated, reused).
     scratch: Vec<Event>,
@@ -272,6 +382,11 @@ impl Exchange {
             .iter()
             .map(|spec| market(&ledger, spec))
             .collect::<Result<Vec<_>, _>>()?;
+        config
+            .custody
+            .validate(&config.assets)
+            .map_err(ConfigError::Custody)?;
+        let custody = CustodyState::new(config.assets.len());
         let check_invariants = config.engine.check_invariants;
         let orders_max = config.engine.orders_max as usize;
         let withdrawals_pending_max = config.withdrawals_pending_max as usize;
@@ -285,6 +400,7 @@ impl Exchange {
             withdrawal_id_next: 1,
             withdrawals_pending_max,
             deposits_seen: HashSet::new(),
+            custody,
             check_invariants,
             scratch: Vec::with_capacity(1_024),
         })
@@ -307,6 +423,7 @@ impl Exchange {
             withdrawals: self.withdrawals.iter().map(|(id, w)| (*id, *w)).collect(),
             withdrawal_id_next: self.withdrawal_id_next,
             deposits_seen,
+            custody: self.custody.clone(),
         }
     }
 
@@ -334,6 +451,7 @@ impl Exchange {
         exchange
             .deposits_seen
             .extend(snapshot.deposits_seen.iter().copied());
+        exchange.custody = snapshot.custody.clone();
         Ok(exchange)
     }
 
@@ -363,28 +481,11 @@ impl Exchange {
                 amount_units,
                 tx,
             } => self.deposit(account, asset, amount_units, tx, out),
-            ExchangeCommand::WithdrawalRequest {
-                account,
-                asset,
-                amount_units,
-            } => self.withdrawal_request(account, asset, amount_units, out),
-            ExchangeCommand::WithdrawalComplete { withdrawal_id } => {
-                self.withdrawal_complete(withdrawal_id, out)
-            }
-            ExchangeCommand::WithdrawalCancel { withdrawal_id } => {
-                self.withdrawal_cancel(withdrawal_id, out)
-            }
             ExchangeCommand::FeeSweep { asset } => self.fee_sweep(asset, out),
             ExchangeCommand::SetHousePolicy { instrument, policy } => {
                 self.set_house_policy(record, instrument, policy, out)
             }
-            ExchangeCommand::CustodyTransfer {
-                pool,
-                asset,
-                source,
-                target,
-                amount_units,
-            } => self.custody_transfer(pool, asset, source, target, amount_units, out),
+            _ => self.apply_custody(record, out),
         }
         assert!(
             out.len() > first,
@@ -441,7 +542,7 @@ impl Exchange {
         self.run_matcher(record.seq, record.ts_ns, command, out);
     }
 
-    fn run_matcher(
+    pub(crate) fn run_matcher(
         &mut self,
         seq: u64,
         ts_ns: u64,
@@ -836,7 +937,7 @@ impl Exchange {
         out.push(ExchangeEvent::AccountCreated { account, pool });
     }
 
-    fn deposit(
+    pub(crate) fn deposit(
         &mut self,
         account: AccountId,
         asset: AssetId,
@@ -852,6 +953,9 @@ impl Exchange {
         };
         if amount_units <= 0 {
             return reject(out, Some(account), RejectReason::AmountNotPositive);
+        }
+        if self.deposits_halted(asset) {
+            return reject(out, Some(account), RejectReason::DepositsHalted);
         }
         if self.deposits_seen.contains(&tx) {
             return reject(out, Some(account), RejectReason::DuplicateDeposit);
@@ -880,7 +984,7 @@ impl Exchange {
         }
     }
 
-    fn hot_cap_alert(&self, asset: AssetId) -> Option<Alert> {
+    pub(crate) fn hot_cap_alert(&self, asset: AssetId) -> Option<Alert> {
         if self.ledger.asset(asset)?.class != AssetClass::Coin {
             return None;
         }
@@ -895,110 +999,6 @@ impl Exchange {
             }),
             _ => None,
         }
-    }
-
-    fn withdrawal_request(
-        &mut self,
-        account: AccountId,
-        asset: AssetId,
-        amount_units: AmountUnits,
-        out: &mut Vec<ExchangeEvent>,
-    ) {
-        if self.ledger.pool_of(account).is_none() {
-            return reject(out, Some(account), RejectReason::UnknownAccount);
-        }
-        if self.ledger.asset(asset).is_none() {
-            return reject(out, Some(account), RejectReason::UnknownAsset);
-        }
-        if amount_units <= 0 {
-            return reject(out, Some(account), RejectReason::AmountNotPositive);
-        }
-        if self.withdrawals.len() >= self.withdrawals_pending_max {
-            return reject(out, Some(account), RejectReason::WithdrawalsFull);
-        }
-        let mut set = PostingSet::new(PostingKind::Reserve);
-        set.decrease(LedgerAccount::available(account), asset, amount_units);
-        set.increase(LedgerAccount::held(account), asset, amount_units);
-        if self.ledger.apply(&set).is_err() {
-            return reject(out, Some(account), RejectReason::InsufficientBalance);
-        }
-        let withdrawal_id = self.withdrawal_id_next;
-        self.withdrawal_id_next += 1;
-        self.withdrawals.insert(
-            withdrawal_id,
-            Withdrawal {
-                account,
-                asset,
-                amount_units,
-            },
-        );
-        out.push(ExchangeEvent::WithdrawalRequested {
-            withdrawal_id,
-            account,
-            asset,
-            amount_units,
-        });
-    }
-
-    fn withdrawal_complete(&mut self, withdrawal_id: WithdrawalId, out: &mut Vec<ExchangeEvent>) {
-        let Some(&w) = self.withdrawals.get(&withdrawal_id) else {
-            return reject(out, None, RejectReason::UnknownWithdrawal);
-        };
-        let pool = self
-            .ledger
-            .pool_of(w.account)
-            .expect("withdrawals belong to accounts");
-        let location = self
-            .ledger
-            .asset(w.asset)
-            .expect("known asset")
-            .operating_location();
-        // The house may not spend what it holds earmarked for customers.
-        let custody = self
-            .ledger
-            .get(LedgerAccount::Custody { pool, location }, w.asset);
-        let earmarked = match pool {
-            Pool::House => self.ledger.row(pool, w.asset).due_to,
-            Pool::Customer => 0,
-        };
-        if custody - earmarked < w.amount_units {
-            return reject(out, Some(w.account), RejectReason::InsufficientCustody);
-        }
-        let mut set = PostingSet::new(PostingKind::WithdrawalComplete);
-        set.decrease(LedgerAccount::held(w.account), w.asset, w.amount_units);
-        set.decrease(
-            LedgerAccount::Custody { pool, location },
-            w.asset,
-            w.amount_units,
-        );
-        if self.ledger.apply(&set).is_err() {
-            return reject(out, Some(w.account), RejectReason::InsufficientCustody);
-        }
-        self.withdrawals.remove(&withdrawal_id);
-        out.push(ExchangeEvent::WithdrawalCompleted {
-            withdrawal_id,
-            account: w.account,
-            asset: w.asset,
-            amount_units: w.amount_units,
-        });
-    }
-
-    fn withdrawal_cancel(&mut self, withdrawal_id: WithdrawalId, out: &mut Vec<ExchangeEvent>) {
-        let Some(w) = self.withdrawals.remove(&withdrawal_id) else {
-            return reject(out, None, RejectReason::UnknownWithdrawal);
-        };
-        let mut set = PostingSet::new(PostingKind::Release);
-        set.decrease(LedgerAccount::held(w.account), w.asset, w.amount_units);
-        set.increase(LedgerAccount::available(w.account), w.asset, w.amount_units);
-        if let Err(violation) = self.ledger.apply(&set) {
-            panic!("withdrawal {withdrawal_id} release failed: {violation:?}");
-        }
-        out.push(ExchangeEvent::WithdrawalCancelled {
-            withdrawal_id,
-            account: w.account,
-            asset: w.asset,
-            amount_units: w.amount_units,
-        });
     }
 
     fn fee_sweep(&mut self, asset: AssetId, out: &mut Vec<ExchangeEvent>) {
@@ -1057,60 +1057,6 @@ impl Exchange {
             asset,
             location,
             customer_to_house_units: net,
-        });
-    }
-
-    fn custody_transfer(
-        &mut self,
-        pool: Pool,
-        asset: AssetId,
-        source: Location,
-        target: Location,
-        amount_units: AmountUnits,
-        out: &mut Vec<ExchangeEvent>,
-    ) {
-        let Some(spec) = self.ledger.asset(asset) else {
-            return reject(out, None, RejectReason::UnknownAsset);
-        };
-        if source == target || !spec.holds_at(source) || !spec.holds_at(target) {
-            return reject(out, None, RejectReason::InvalidLocation);
-        }
-        if amount_units <= 0 {
-            return reject(out, None, RejectReason::AmountNotPositive);
-        }
-        let mut set = PostingSet::new(PostingKind::CustodyMove);
-        set.decrease(
-            LedgerAccount::Custody {
-                pool,
-                location: source,
-            },
-            asset,
-            amount_units,
-        );
-        set.increase(
-            LedgerAccount::Custody {
-                pool,
-                location: target,
-            },
-            asset,
-            amount_units,
-        );
-        if pool == Pool::Customer && target == Location::Hot {
-            let customer = self.ledger.totals(Pool::Customer, asset);
-            let hot_after = customer.hot + i128::from(amount_units);
-            if hot_after * 10_000 > customer.owed * i128::from(spec.hot_cap_bps) {
-                return reject(out, None, RejectReason::HotWalletCapExceeded);
-            }
-        }
-        if self.ledger.apply(&set).is_err() {
-            return reject(out, None, RejectReason::InsufficientCustody);
-        }
-        out.push(ExchangeEvent::CustodyMoved {
-            pool,
-            asset,
-            source,
-            target,
-            amount_units,
         });
     }
 
@@ -1260,6 +1206,10 @@ fn reject_of(command: &Command, reason: RejectReason) -> Event {
     }
 }
 
-fn reject(out: &mut Vec<ExchangeEvent>, account: Option<AccountId>, reason: RejectReason) {
+pub(crate) fn reject(
+    out: &mut Vec<ExchangeEvent>,
+    account: Option<AccountId>,
+    reason: RejectReason,
+) {
     out.push(ExchangeEvent::Rejected { account, reason });
 }

@@ -12,6 +12,7 @@
 
 mod book;
 pub mod command;
+pub mod custody;
 pub mod defaults;
 pub mod error;
 pub mod event;

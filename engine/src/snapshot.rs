@@ -13,7 +13,7 @@ use crate::exchange::ExchangeSnapshot;
 use crate::journal::format::{decode, encode_into};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"KINKOSNP";
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 const HEADER_BYTES: usize = 64;
 /// Snapshots kept on disk; older ones are removed after a new one is written.
 pub const SNAPSHOTS_KEPT: usize = 3;

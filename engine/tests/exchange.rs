@@ -98,11 +98,8 @@ fn held_funds_cannot_be_spent() {
     assert_eq!(v.balance(buyer, JPY), (1_984, 8_016));
     let events = v.limit(buyer, Side::Buy, 1_000, 200); // needs 2_004
     assert_eq!(rejected(&events), Some(RejectReason::InsufficientBalance));
-    let events = v.apply(ExchangeCommand::WithdrawalRequest {
-        account: buyer,
-        asset: JPY,
-        amount_units: 2_000,
-    });
+    let address = v.whitelist(buyer, JPY, "bank-0001");
+    let events = v.withdraw(buyer, JPY, 2_000, address);
     assert_eq!(rejected(&events), Some(RejectReason::InsufficientBalance));
     assert_eq!(v.balance(buyer, JPY), (1_984, 8_016));
 }
@@ -271,69 +268,7 @@ fn stop_market_buy_is_covered_even_when_the_price_gaps_through_the_stop() {
 }
 
 #[test]
-fn withdrawal_request_holds_completion_pays_out_cancel_releases() {
-    let mut v = Venue::new();
-    let a = v.account(Pool::Customer);
-    v.deposit(a, JPY, 1_000);
-    let events = v.apply(ExchangeCommand::WithdrawalRequest {
-        account: a,
-        asset: JPY,
-        amount_units: 400,
-    });
-    assert!(matches!(
-        events[0],
-        ExchangeEvent::WithdrawalRequested {
-            withdrawal_id: 1,
-            ..
-        }
-    ));
-    assert_eq!(v.balance(a, JPY), (600, 400));
-    v.apply(ExchangeCommand::WithdrawalComplete { withdrawal_id: 1 });
-    assert_eq!(v.balance(a, JPY), (600, 0));
-    assert_eq!(v.exchange.ledger().totals(Pool::Customer, JPY).custody, 600);
-    v.apply(ExchangeCommand::WithdrawalRequest {
-        account: a,
-        asset: JPY,
-        amount_units: 100,
-    });
-    v.apply(ExchangeCommand::WithdrawalCancel { withdrawal_id: 2 });
-    assert_eq!(v.balance(a, JPY), (600, 0));
-    let events = v.apply(ExchangeCommand::WithdrawalComplete { withdrawal_id: 2 });
-    assert_eq!(rejected(&events), Some(RejectReason::UnknownWithdrawal));
-}
-
-#[test]
-fn house_cannot_withdraw_what_it_holds_for_customers() {
-    let mut v = Venue::new();
-    let (_, buyer) = two_customers(&mut v);
-    let house = v.account(Pool::House);
-    v.deposit(house, BTC, 10 * BTC_LOT_UNITS);
-    v.apply(ExchangeCommand::SetHousePolicy {
-        instrument: BTC_JPY,
-        policy: HousePolicy::Disclosed,
-    });
-    v.limit(house, Side::Sell, 1_000, 10);
-    v.limit(buyer, Side::Buy, 1_000, 10);
-    // The house sold its coins to a customer: its custody still holds them, earmarked.
-    let house_custody = v.exchange.ledger().totals(Pool::House, BTC).custody;
-    assert_eq!(house_custody, i128::from(10 * BTC_LOT_UNITS));
-    v.deposit(house, BTC, 5);
-    v.apply(ExchangeCommand::WithdrawalRequest {
-        account: house,
-        asset: BTC,
-        amount_units: 5,
-    });
-    assert!(matches!(
-        v.apply(ExchangeCommand::WithdrawalComplete { withdrawal_id: 1 })[0],
-        ExchangeEvent::WithdrawalCompleted { .. }
-    ));
-    // Customers' coins in house custody never pay a house withdrawal, whatever the house's books say.
-    let custody_now = v.exchange.ledger().totals(Pool::House, BTC).custody;
-    assert_eq!(custody_now, i128::from(10 * BTC_LOT_UNITS));
-}
-
-#[test]
-fn hot_wallet_cap_alerts_on_deposit_and_refuses_cold_to_hot() {
+fn hot_wallet_cap_alerts_on_deposit_and_cold_to_hot_needs_approvals() {
     let mut v = Venue::new();
     let a = v.account(Pool::Customer);
     let events = v.deposit(a, BTC, 1_000);
@@ -367,7 +302,7 @@ fn hot_wallet_cap_alerts_on_deposit_and_refuses_cold_to_hot() {
     };
     assert_eq!(
         rejected(&v.apply(back)),
-        Some(RejectReason::HotWalletCapExceeded)
+        Some(RejectReason::ApprovalsRequired)
     );
     let bank = ExchangeCommand::CustodyTransfer {
         pool: Pool::Customer,

@@ -57,8 +57,12 @@ impl AssetSpec {
         }
     }
 
-    /// Whether this asset can be held at `location`: coins in wallets, fiat in the bank.
+    /// Whether this asset can be held at `location`: coins in wallets, fiat in the bank (never
+    /// `Lost`: that is a write-down, not a place to move funds to).
     pub fn holds_at(&self, location: crate::Location) -> bool {
+        if location == crate::Location::Lost {
+            return false;
+        }
         match self.class {
             AssetClass::Coin => location != crate::Location::Bank,
             AssetClass::Fiat => location == crate::Location::Bank,

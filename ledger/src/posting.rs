@@ -36,10 +36,21 @@ pub enum Location {
     Hot,
     Cold,
     Bank,
+    /// Not a place: what reconciliation found missing from a wallet (a theft, a loss). The ledger
+    /// writes the wallet down and records the missing amount here, as the pool's claim against
+    /// whoever took it, so that the books still balance and the shortfall is a recorded state
+    /// (an open incident), never a silent one. Nothing can be paid from it; a top-up replaces it
+    /// with real custody.
+    Lost,
 }
 
 impl Location {
-    pub const ALL: [Location; 3] = [Location::Hot, Location::Cold, Location::Bank];
+    pub const ALL: [Location; 4] = [
+        Location::Hot,
+        Location::Cold,
+        Location::Bank,
+        Location::Lost,
+    ];
 
     pub fn index(self) -> usize {
         self as usize

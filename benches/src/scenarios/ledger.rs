@@ -24,9 +24,11 @@ pub fn exchange_config() -> ExchangeConfig {
     let mut spec = instrument_spec();
     spec.fee_maker_ppm = 1_000;
     spec.fee_taker_ppm = 2_000;
+    let assets = vec![AssetSpec::coin("BTC", 0), AssetSpec::fiat("JPY", 0)];
     ExchangeConfig {
         engine: engine_config(),
-        assets: vec![AssetSpec::coin("BTC", 0), AssetSpec::fiat("JPY", 0)],
+        custody: engine::defaults::custody(&assets),
+        assets,
         instruments: vec![spec],
         withdrawals_pending_max: 16,
     }

@@ -7,7 +7,7 @@ use crate::exchange::ExchangeConfig;
 /// The first 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KINKOJNL";
 /// Bumped on any incompatible change of the layout below.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the first record of a segment.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Record header: len u32, kind u8, reserved [u8; 3], seq u64, ts_ns u64, payload_len u32.

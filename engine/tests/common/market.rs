@@ -2,6 +2,7 @@
 //! 1 JPY ticks and 0.01 lots, reference 1000 JPY, 10% band, fees 0.1% maker and 0.2% taker.
 //! One lot at one tick is 0.01 JPY, so 100 lots (1 BTC) at 1000 JPY cost 1000 JPY.
 
+use engine::custody::Address;
 use engine::*;
 use ledger::{AmountUnits, AssetId, AssetSpec, Pool};
 use rust_decimal::Decimal;
@@ -32,7 +33,13 @@ pub fn instrument(base: &str) -> InstrumentSpec {
 }
 
 pub fn config() -> ExchangeConfig {
+    let assets = vec![
+        AssetSpec::coin("BTC", 8),
+        AssetSpec::coin("ETH", 9),
+        AssetSpec::fiat("JPY", 0),
+    ];
     ExchangeConfig {
+        custody: engine::defaults::custody(&assets),
         engine: EngineConfig {
             orders_max: 1 << 12,
             levels_per_side_max: 1 << 10,
@@ -41,11 +48,7 @@ pub fn config() -> ExchangeConfig {
             orders_open_per_account_max: 1 << 10,
             check_invariants: true,
         },
-        assets: vec![
-            AssetSpec::coin("BTC", 8),
-            AssetSpec::coin("ETH", 9),
-            AssetSpec::fiat("JPY", 0),
-        ],
+        assets,
         instruments: vec![instrument("BTC"), instrument("ETH")],
         withdrawals_pending_max: 64,
     }
@@ -56,6 +59,8 @@ pub struct Venue {
     pub seq: u64,
     pub tx_next: u64,
     pub client_order_id_next: u64,
+    /// Added to every command's time (`ts_ns = clock_ns + seq`), moved by [`Venue::advance`].
+    pub clock_ns: u64,
 }
 
 impl Venue {
@@ -69,6 +74,7 @@ impl Venue {
             seq: 0,
             tx_next: 0,
             client_order_id_next: 0,
+            clock_ns: 1_700_000_000_000_000_000,
         }
     }
 
@@ -78,12 +84,58 @@ impl Venue {
         self.exchange.apply(
             &Sequenced {
                 seq: self.seq,
-                ts_ns: self.seq,
+                ts_ns: self.clock_ns + self.seq,
                 command,
             },
             &mut out,
         );
         out
+    }
+
+    pub fn advance(&mut self, ns: u64) {
+        self.clock_ns += ns;
+    }
+
+    /// Whitelists `address` for `account` and lets its cooldown pass.
+    pub fn whitelist(&mut self, account: AccountId, asset: AssetId, address: &str) -> Address {
+        let address = Address::parse(address).expect("valid address");
+        let events = self.apply(ExchangeCommand::AddWithdrawalAddress {
+            account,
+            asset,
+            address,
+        });
+        assert!(rejected(&events).is_none(), "{events:?}");
+        self.advance(self.exchange.config().custody.address_cooldown_ns);
+        address
+    }
+
+    pub fn withdraw(
+        &mut self,
+        account: AccountId,
+        asset: AssetId,
+        amount_units: AmountUnits,
+        address: Address,
+    ) -> Vec<ExchangeEvent> {
+        self.apply(ExchangeCommand::WithdrawalRequest {
+            account,
+            asset,
+            amount_units,
+            address,
+        })
+    }
+
+    /// Broadcasts and confirms a withdrawal, as the chain adapter would.
+    pub fn pay(&mut self, withdrawal_id: WithdrawalId) -> Vec<ExchangeEvent> {
+        let mut chain_tx = [0xcc; 32];
+        chain_tx[..8].copy_from_slice(&withdrawal_id.to_le_bytes());
+        let mut events = self.apply(ExchangeCommand::WithdrawalBroadcast {
+            withdrawal_id,
+            chain_tx,
+        });
+        if rejected(&events).is_none() {
+            events.extend(self.apply(ExchangeCommand::WithdrawalComplete { withdrawal_id }));
+        }
+        events
     }
 
     pub fn account(&mut self, pool: Pool) -> AccountId {
