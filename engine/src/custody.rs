@@ -325,6 +325,10 @@ pub enum CustodyEvent {
     ColdMoveCancelled {
         request_id: u64,
     },
+    /// Followed by the `CustodyMoved` it caused.
+    ColdMoveCompleted {
+        request_id: u64,
+    },
     Reconciled {
         pool: Pool,
         asset: AssetId,
@@ -979,18 +983,22 @@ impl Exchange {
         if request.approvals.count_ones() < u32::from(required) {
             return reject(out, None, RejectReason::NotApproved);
         }
-        let before = out.len();
+        let mut moved = Vec::with_capacity(1);
         self.move_custody(
             request.pool,
             request.asset,
             Location::Cold,
             Location::Hot,
             request.amount_units,
-            out,
+            &mut moved,
         );
-        if matches!(out[before], ExchangeEvent::CustodyMoved { .. }) {
+        if matches!(moved[0], ExchangeEvent::CustodyMoved { .. }) {
             self.custody.cold_moves.remove(&request_id);
+            out.push(ExchangeEvent::Custody(CustodyEvent::ColdMoveCompleted {
+                request_id,
+            }));
         }
+        out.extend(moved);
     }
 
     /// Reconciliation: the adapter saw `observed_units` in `pool`'s wallet at `location`.

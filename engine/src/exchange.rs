@@ -313,14 +313,14 @@ pub struct Reservation {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdrawal {
-    pub(crate) account: AccountId,
-    pub(crate) asset: AssetId,
-    pub(crate) amount_units: AmountUnits,
-    pub(crate) address: Address,
+    pub account: AccountId,
+    pub asset: AssetId,
+    pub amount_units: AmountUnits,
+    pub address: Address,
     /// The UTC day of the request (for the daily limit).
-    pub(crate) day: u64,
+    pub day: u64,
     /// The chain transaction, once broadcast.
-    pub(crate) broadcast: Option<TxId>,
+    pub broadcast: Option<TxId>,
 }
 
 /// A broken invariant found by [`Exchange::check_invariants_incremental`].

@@ -31,7 +31,7 @@ pub use error::RejectReason;
 pub use event::{CancelReason, Event, LevelDelta, Origin, Priority};
 pub use exchange::{
     Alert, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, HouseSide,
-    InvariantViolation, Settlement, TxId, WithdrawalId,
+    InvariantViolation, Settlement, TxId, Withdrawal, WithdrawalId,
 };
 pub use instrument::{HousePolicy, InstrumentSpec};
 pub use matcher::{

@@ -337,8 +337,13 @@ fn cold_to_hot_needs_m_of_n_valid_distinct_signatures() {
         rejected(&approve(&mut v, id, &approver(1), &message)),
         Some(RejectReason::AlreadyApproved)
     );
+    let events = v.apply(complete);
     assert!(matches!(
-        v.apply(complete)[0],
+        events[0],
+        ExchangeEvent::Custody(CustodyEvent::ColdMoveCompleted { request_id }) if request_id == id
+    ));
+    assert!(matches!(
+        events[1],
         ExchangeEvent::CustodyMoved {
             source: Location::Cold,
             target: Location::Hot,

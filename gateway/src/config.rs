@@ -146,6 +146,22 @@ impl Default for FixSettings {
     }
 }
 
+/// The custody driver: how often it polls the chain adapter, pays withdrawals and reconciles
+/// every wallet. The adapter is always the simulated chain in this build (gateway::custody::chain).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CustodySettings {
+    pub reconcile_interval_ms: u64,
+}
+
+impl Default for CustodySettings {
+    fn default() -> CustodySettings {
+        CustodySettings {
+            reconcile_interval_ms: 2_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServeConfig {
     pub server: ServerSection,
@@ -153,6 +169,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     #[serde(default)]
     pub fix: FixSettings,
+    #[serde(default)]
+    pub custody: CustodySettings,
     /// When absent, the embedded default exchange (engine::defaults).
     #[serde(default)]
     pub exchange: Option<ExchangeConfig>,
@@ -195,6 +213,9 @@ impl ServeConfig {
             return Err(
                 "fix heartbeat bounds: 1 <= heartbeat_secs_min <= heartbeat_secs_max".into(),
             );
+        }
+        if self.custody.reconcile_interval_ms == 0 {
+            return Err("custody.reconcile_interval_ms must be positive".into());
         }
         let exchange = self.exchange();
         for account in &self.accounts {
@@ -255,6 +276,7 @@ pub fn default_config() -> ServeConfig {
         },
         limits: Limits::default(),
         fix: FixSettings::default(),
+        custody: CustodySettings::default(),
         exchange: None,
         accounts: vec![
             customer("alice"),

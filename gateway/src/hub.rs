@@ -14,7 +14,7 @@ use engine::runtime::{Published, Submitter};
 use engine::{
     AccountId, Event, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, PriceTicks, QtyLots, Side,
 };
-use ledger::{AssetId, Balance};
+use ledger::{AssetId, Balance, Location};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -87,6 +87,7 @@ pub struct Inner {
     pub last_ts_ns: u64,
     /// The last sequence number whose batch the hub has published (and mirrored).
     pub seq_published: u64,
+    pub custody: crate::custody::CustodyMirror,
 }
 
 pub struct Shared {
@@ -98,6 +99,10 @@ pub struct Shared {
     pub metrics: Metrics,
     pub session_next: AtomicU64,
     pub account_buckets: Mutex<HashMap<AccountId, crate::session::TokenBucket>>,
+    /// The chain adapter: the simulated chain (gateway::custody::chain).
+    pub chain: Mutex<crate::custody::chain::SimulatedChain>,
+    /// Operators' custody moves (sweeps to cold, top-ups), waiting for the custody driver.
+    pub orders: Mutex<Vec<crate::custody::DriverOrder>>,
 }
 
 impl Shared {
@@ -149,10 +154,13 @@ impl Shared {
                 balances,
                 last_ts_ns: 0,
                 seq_published: 0,
+                custody: crate::custody::CustodyMirror::new(start),
             }),
             metrics: Metrics::default(),
             session_next: AtomicU64::new(1),
             account_buckets: Mutex::new(HashMap::new()),
+            chain: Mutex::new(simulated_chain(start)),
+            orders: Mutex::new(Vec::new()),
         }
     }
 
@@ -208,6 +216,28 @@ fn close_slow(shared: &Shared, slow: Vec<Slow>) {
 }
 
 /// Runs until the engine's outbound channel closes.
+/// The simulated chain at start: every wallet holds what the ledger says, less what was broadcast
+/// and not yet confirmed (gone from the wallet, still in the ledger until completion).
+fn simulated_chain(start: &ExchangeSnapshot) -> crate::custody::chain::SimulatedChain {
+    let mut chain = crate::custody::chain::SimulatedChain::new();
+    let assets = start.ledger.assets.len();
+    for (i, row) in start.ledger.rows.iter().enumerate() {
+        let pool = ledger::Pool::ALL[i / assets];
+        let asset = (i % assets) as AssetId;
+        for location in [Location::Hot, Location::Cold, Location::Bank] {
+            chain.credit(pool, asset, location, row.custody[location.index()]);
+        }
+    }
+    for (_, w) in &start.withdrawals {
+        if w.broadcast.is_some() {
+            let pool = start.ledger.pools[w.account as usize];
+            let location = start.ledger.assets[w.asset as usize].operating_location();
+            chain.credit(pool, w.asset, location, -w.amount_units);
+        }
+    }
+    chain
+}
+
 pub fn run(shared: Arc<Shared>, outbound: Receiver<Published>) {
     loop {
         let batch = match outbound.recv_timeout(Duration::from_millis(200)) {
@@ -239,6 +269,7 @@ fn publish(shared: &Shared, batch: &Published) {
         }
         fan_out_executions(shared, &inner, (ack.seq, ack.ts_ns), events, &mut slow);
         track_orders(&mut inner, events);
+        inner.custody.apply(ack.seq, events);
     }
     publish_market(&mut inner, batch, &mut slow);
     for &(account, asset, balance) in &batch.balances {

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod custody;
 pub mod defaults;
 pub mod demo;
 pub mod fix;

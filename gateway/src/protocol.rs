@@ -210,6 +210,8 @@ pub enum Request {
     Halt(InstrumentMsg),
     Resume(InstrumentMsg),
     Ping(Plain),
+    /// Deposits, withdrawals, halts, cold → hot approvals, top-ups (gateway::custody).
+    Custody(crate::custody::CustodyRequest),
 }
 
 /// Parses one text frame, naming precisely what is wrong with it.
@@ -251,15 +253,18 @@ pub fn parse(text: &str) -> Result<Request, ApiError> {
         "halt" => typed(body(object)).map(Request::Halt),
         "resume" => typed(body(object)).map(Request::Resume),
         "ping" => typed(body(object)).map(Request::Ping),
-        other => Err(ApiError::new(
-            "unknown_type",
-            format!("unknown message type `{other}`"),
-        )),
+        other => match crate::custody::CustodyRequest::parse(other, body(object)) {
+            Some(request) => request.map(Request::Custody),
+            None => Err(ApiError::new(
+                "unknown_type",
+                format!("unknown message type `{other}`"),
+            )),
+        },
     };
     request.map_err(with_id)
 }
 
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| {
         let text = e.to_string();
         let code = if text.starts_with("missing field") {

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::ServeConfig;
+use crate::custody::chain::ChainAdapter;
 use crate::hub::{self, Shared};
 use crate::protocol;
 
@@ -67,6 +68,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     if engine.recovery.created {
         bootstrap(&config, &engine, &shared).await?;
     }
+    tokio::spawn(crate::custody::drive(shared.clone()));
     let listener = TcpListener::bind(config.server.http)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.http))?;
@@ -143,6 +145,8 @@ async fn bootstrap(
 ) -> Result<(), String> {
     let exchange = config.exchange();
     let mut commands = Vec::new();
+    // Opening hot-wallet totals per (pool, asset), to keep all but the cap's share cold.
+    let mut hot: std::collections::BTreeMap<(ledger::Pool, u16), i64> = Default::default();
     for account in &config.accounts {
         commands.push(ExchangeCommand::CreateAccount {
             pool: account.pool.pool(),
@@ -159,6 +163,9 @@ async fn bootstrap(
             let value: rust_decimal::Decimal = amount
                 .parse()
                 .map_err(|_| format!("deposit {amount:?} of {code} is not a decimal"))?;
+            if value <= rust_decimal::Decimal::ZERO {
+                return Err(format!("deposit {amount} {code} must be positive"));
+            }
             let amount_units = Ratio::from_decimal(value, decimals)
                 .whole()
                 .map_err(|_| format!("deposit {amount} {code} is not a whole number of units"))?;
@@ -170,6 +177,49 @@ async fn bootstrap(
                 amount_units,
                 tx,
             });
+            let pool = account.pool.pool();
+            let location = exchange.assets[asset].operating_location();
+            shared
+                .chain
+                .lock()
+                .credit(pool, asset as u16, location, amount_units);
+            *hot.entry((pool, asset as u16)).or_insert(0) += amount_units;
+        }
+    }
+    // Every account gets a deposit address per coin from the chain adapter.
+    for id in 0..config.accounts.len() as u32 {
+        for (asset, spec) in exchange.assets.iter().enumerate() {
+            if spec.class == ledger::AssetClass::Coin {
+                let address = shared.chain.lock().deposit_address(&spec.code, id);
+                commands.push(ExchangeCommand::AssignDepositAddress {
+                    account: id,
+                    asset: asset as u16,
+                    address,
+                });
+            }
+        }
+    }
+    // Coins beyond the hot-wallet cap's share go to cold at once (Japanese practice: 95% cold).
+    for ((pool, asset), total) in hot {
+        let spec = &exchange.assets[asset as usize];
+        if spec.class != ledger::AssetClass::Coin {
+            continue;
+        }
+        let keep = (i128::from(total) * i128::from(spec.hot_cap_bps) / 10_000) as i64;
+        if total - keep > 0 {
+            commands.push(ExchangeCommand::CustodyTransfer {
+                pool,
+                asset,
+                source: ledger::Location::Hot,
+                target: ledger::Location::Cold,
+                amount_units: total - keep,
+            });
+            let _ = shared.chain.lock().transfer(
+                asset,
+                (pool, ledger::Location::Hot),
+                (pool, ledger::Location::Cold),
+                total - keep,
+            );
         }
     }
     let submitter = engine.submitter();
@@ -198,6 +248,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/book/{symbol}", get(book))
         .route("/api/trades/{symbol}", get(trades))
         .route("/ws", get(ws))
+        .route("/sim/deposit", axum::routing::post(sim_deposit))
+        .route("/sim/drain", axum::routing::post(sim_drain))
         .with_state(shared)
 }
 
@@ -269,4 +321,105 @@ async fn trades(Path(symbol): Path<String>, State(shared): State<Arc<Shared>>) -
         .map(|t| book.trade_json(t))
         .collect();
     Json(json!({ "instrument": book.spec.symbol, "trades": recent })).into_response()
+}
+
+// ---------------------------------------------------------------------- the simulated chain
+
+/// `POST /sim/deposit`: someone sends coins to a deposit address on the simulated chain.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimDeposit {
+    address: String,
+    asset: String,
+    amount: String,
+}
+
+/// `POST /sim/drain`: a thief empties (part of) a wallet behind the exchange's back.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimDrain {
+    pool: crate::config::PoolName,
+    asset: String,
+    wallet: String,
+    amount: String,
+}
+
+fn sim_amount(shared: &Shared, asset: &str, amount: &str) -> Result<(u16, i64), Box<Response>> {
+    let bad = |message: String| {
+        Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                Json(protocol::ApiError::new("invalid_field", message).json()),
+            )
+                .into_response(),
+        )
+    };
+    let Some(index) = shared.exchange.assets.iter().position(|a| a.code == asset) else {
+        return Err(bad(format!("unknown asset {asset:?}")));
+    };
+    let decimals = shared.exchange.assets[index].decimals;
+    let units = amount
+        .parse::<rust_decimal::Decimal>()
+        .ok()
+        .filter(|v| *v > rust_decimal::Decimal::ZERO)
+        .and_then(|v| Ratio::from_decimal(v, decimals).whole().ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "amount {amount:?} is not a positive {asset} amount"
+            ))
+        })?;
+    Ok((index as u16, units))
+}
+
+async fn sim_deposit(State(shared): State<Arc<Shared>>, Json(body): Json<SimDeposit>) -> Response {
+    let (asset, units) = match sim_amount(&shared, &body.asset, &body.amount) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let Ok(address) = engine::custody::Address::parse(&body.address) else {
+        let error = protocol::ApiError::reject(engine::RejectReason::InvalidAddress);
+        return (StatusCode::BAD_REQUEST, Json(error.json())).into_response();
+    };
+    let pool = {
+        let inner = shared.inner.lock();
+        let owner = inner
+            .custody
+            .deposit_addresses
+            .iter()
+            .find(|((_, a), found)| *a == asset && **found == address)
+            .map(|((account, _), _)| *account);
+        owner.and_then(|account| inner.custody.pool_of(account))
+    };
+    let location = shared.exchange.assets[asset as usize].operating_location();
+    let tx = shared
+        .chain
+        .lock()
+        .receive(pool, asset, location, address, units);
+    let tx: String = tx.iter().map(|b| format!("{b:02x}")).collect();
+    Json(json!({"tx": tx, "known_address": pool.is_some()})).into_response()
+}
+
+async fn sim_drain(State(shared): State<Arc<Shared>>, Json(body): Json<SimDrain>) -> Response {
+    let (asset, units) = match sim_amount(&shared, &body.asset, &body.amount) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let location = match body.wallet.as_str() {
+        "hot" => ledger::Location::Hot,
+        "cold" => ledger::Location::Cold,
+        "bank" => ledger::Location::Bank,
+        other => {
+            let error = protocol::ApiError::new(
+                "invalid_field",
+                format!("wallet {other:?} is not hot, cold or bank"),
+            );
+            return (StatusCode::BAD_REQUEST, Json(error.json())).into_response();
+        }
+    };
+    let taken = shared
+        .chain
+        .lock()
+        .drain(body.pool.pool(), asset, location, units);
+    let taken = crate::custody::show(&shared.exchange, asset, taken);
+    Json(json!({"taken": taken})).into_response()
 }

@@ -341,6 +341,17 @@ impl Session {
                 };
                 self.submit(req_id, ExchangeCommand::Trade(command))
             }
+            Request::Custody(m) => {
+                let req_id = m.req_id();
+                let action =
+                    crate::custody::handle(&self.shared, self.id, self.principal.as_ref(), m)
+                        .map_err(|e| with(e, req_id))?;
+                match action {
+                    crate::custody::Action::Submit(command) => self.submit(req_id, command),
+                    crate::custody::Action::Reply(reply) => Ok(vec![reply]),
+                    crate::custody::Action::Queued => Ok(Vec::new()),
+                }
+            }
             Request::Halt(m) | Request::Resume(m) if self.role() != Some(Role::Operator) => {
                 let error = match self.principal {
                     None => ApiError::new(
@@ -534,55 +545,7 @@ impl Session {
         self.shared
             .metrics
             .latency(started.elapsed().as_micros() as u64);
-        let rejected = events.iter().find_map(|e| match e {
-            ExchangeEvent::Order(Event::Rejected { reason, .. })
-            | ExchangeEvent::Rejected { reason, .. } => Some(*reason),
-            _ => None,
-        });
-        if let Some(reason) = rejected {
-            let mut error = ApiError::reject(reason).json();
-            error["req_id"] = json!(req_id);
-            error["seq"] = json!(seq);
-            return error;
-        }
-        let mut reply = json!({"type": "ack", "req_id": req_id, "seq": seq});
-        for event in events {
-            match event {
-                ExchangeEvent::Order(Event::Accepted {
-                    order_id,
-                    instrument,
-                    client_order_id,
-                    ..
-                }) => {
-                    reply["order_id"] = json!(order_id.to_string());
-                    reply["client_order_id"] = json!(client_order_id);
-                    reply["instrument"] =
-                        json!(self.shared.exchange.instruments[*instrument as usize].symbol);
-                }
-                ExchangeEvent::Order(Event::Replaced {
-                    order_id,
-                    client_order_id,
-                    ..
-                }) => {
-                    reply["order_id"] = json!(order_id.to_string());
-                    reply["client_order_id"] = json!(client_order_id);
-                }
-                ExchangeEvent::Order(Event::Cancelled { order_id, .. })
-                    if reply.get("order_id").is_none() =>
-                {
-                    reply["order_id"] = json!(order_id.to_string());
-                }
-                ExchangeEvent::Order(Event::MassCancelled { count, .. }) => {
-                    // A mass cancel names no single order: drop the id of the first one it cancelled.
-                    reply["cancelled"] = json!(count);
-                    if let Some(object) = reply.as_object_mut() {
-                        object.remove("order_id");
-                    }
-                }
-                _ => {}
-            }
-        }
-        reply
+        ack_json(&self.shared.exchange, req_id, seq, events)
     }
 
     fn finish(&mut self) {
@@ -624,4 +587,63 @@ fn order_ref(order_id: Option<&str>, client_order_id: Option<u64>) -> Result<Ord
             "give exactly one of `order_id` and `client_order_id`",
         )),
     }
+}
+
+/// The reply to a command once journaled: an error naming the reject reason, or an ack with what
+/// the command made (order ids, withdrawal ids, request ids...).
+pub fn ack_json(
+    exchange: &engine::ExchangeConfig,
+    req_id: Option<u64>,
+    seq: u64,
+    events: &[ExchangeEvent],
+) -> Value {
+    let rejected = events.iter().find_map(|e| match e {
+        ExchangeEvent::Order(Event::Rejected { reason, .. })
+        | ExchangeEvent::Rejected { reason, .. } => Some(*reason),
+        _ => None,
+    });
+    if let Some(reason) = rejected {
+        let mut error = ApiError::reject(reason).json();
+        error["req_id"] = json!(req_id);
+        error["seq"] = json!(seq);
+        return error;
+    }
+    let mut reply = json!({"type": "ack", "req_id": req_id, "seq": seq});
+    crate::custody::ack_fields(exchange, events, &mut reply);
+    for event in events {
+        match event {
+            ExchangeEvent::Order(Event::Accepted {
+                order_id,
+                instrument,
+                client_order_id,
+                ..
+            }) => {
+                reply["order_id"] = json!(order_id.to_string());
+                reply["client_order_id"] = json!(client_order_id);
+                reply["instrument"] = json!(exchange.instruments[*instrument as usize].symbol);
+            }
+            ExchangeEvent::Order(Event::Replaced {
+                order_id,
+                client_order_id,
+                ..
+            }) => {
+                reply["order_id"] = json!(order_id.to_string());
+                reply["client_order_id"] = json!(client_order_id);
+            }
+            ExchangeEvent::Order(Event::Cancelled { order_id, .. })
+                if reply.get("order_id").is_none() =>
+            {
+                reply["order_id"] = json!(order_id.to_string());
+            }
+            ExchangeEvent::Order(Event::MassCancelled { count, .. }) => {
+                // A mass cancel names no single order: drop the id of the first one it cancelled.
+                reply["cancelled"] = json!(count);
+                if let Some(object) = reply.as_object_mut() {
+                    object.remove("order_id");
+                }
+            }
+            _ => {}
+        }
+    }
+    reply
 }

@@ -45,6 +45,25 @@ pub fn config(dir: &Path) -> ServeConfig {
     config
 }
 
+/// A plain HTTP/1.1 request on a fresh connection; returns the status code and the JSON body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("reads");
+    let text = String::from_utf8(response).expect("utf-8");
+    let status: u16 = text[9..12].parse().expect("status code");
+    let (_, body) = text.split_once("\r\n\r\n").expect("a body");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 pub async fn start(config: ServeConfig) -> (Running, SocketAddr) {
     let running = server::start(config).await.expect("server starts");
     let addr = running.http;
@@ -130,7 +149,9 @@ impl Client {
                     || m["type"] == "error"
                     || m["type"] == "logged_in"
                     || m["type"] == "subscribed"
-                    || m["type"] == "pong")
+                    || m["type"] == "pong"
+                    || m["type"] == "deposit_address"
+                    || m["type"] == "custody_status")
         })
         .await
     }

@@ -8,7 +8,13 @@
 //! customers are owed), `surplus_mismatch` (the customer pool's surplus is not exactly what it
 //! records as owed to the house), `obligation_mismatch` (the pools disagree on what one owes the
 //! other), `commingled` (a pool's books do not balance on their own), `hot_over_cap` (customer
-//! coins in the hot wallet above the cap: an alert, not a ledger failure).
+//! coins in the hot wallet above the cap: an alert, not a ledger failure), `uncovered` (a wallet of
+//! this pool was found short by reconciliation — a theft — and what the pool owes is no longer
+//! fully backed by real assets; the incident that recorded it is listed under the table).
+//!
+//! `lost` is what reconciliation wrote down from the pool's wallets (its claim against the thief;
+//! after a top-up the house holds the claim). The Zaif split is the `lost` column: how much of the
+//! theft fell on customer custody and how much on house custody.
 
 use engine::journal::JournalRead;
 use ledger::{AssetClass, AssetId, Ledger, Location, Pool, PoolTotals};
@@ -28,6 +34,11 @@ pub struct SegregationRow {
     pub hot: String,
     pub cold: String,
     pub bank: String,
+    /// Written down by reconciliation: stolen or missing, a claim, not an asset.
+    pub lost: String,
+    /// What the pool owes (holders and the other pool) beyond its real custody and what the other
+    /// pool owes it.
+    pub uncovered: String,
     /// What the other pool owes this one (earmarked for it in the other pool's custody).
     pub owed_by_other_pool: String,
     /// Available plus held of every holder in the pool, plus fee income for the house.
@@ -53,6 +64,20 @@ pub struct SegregationReport {
     pub rows: Vec<SegregationRow>,
     /// One line per flag raised.
     pub violations: Vec<String>,
+    /// Every incident reconciliation opened up to that point.
+    pub incidents: Vec<IncidentRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncidentRow {
+    pub incident: u32,
+    pub seq: u64,
+    pub asset: String,
+    pub pool: &'static str,
+    pub wallet: &'static str,
+    pub missing: String,
+    /// Uncovered in the pool right after the write-down.
+    pub uncovered: String,
 }
 
 pub fn segregation(
@@ -73,12 +98,35 @@ pub fn segregation(
             rows.push(row);
         }
     }
+    let incidents = exchange
+        .custody_state()
+        .incidents
+        .iter()
+        .map(|x| {
+            let decimals = catalog.asset_spec(x.asset).decimals;
+            IncidentRow {
+                incident: x.id,
+                seq: x.seq,
+                asset: catalog.asset_spec(x.asset).code.clone(),
+                pool: pool_name(x.pool),
+                wallet: match x.location {
+                    Location::Hot => "hot",
+                    Location::Cold => "cold",
+                    Location::Bank => "bank",
+                    Location::Lost => "lost",
+                },
+                missing: format_units(i128::from(x.missing_units), decimals),
+                uncovered: format_units(i128::from(x.uncovered_units), decimals),
+            }
+        })
+        .collect();
     Ok(SegregationReport {
         requested: at.map(|p| p.to_string()),
         at: reached,
         time: reached.time(),
         rows,
         violations,
+        incidents,
     })
 }
 
@@ -95,6 +143,8 @@ fn row(ledger: &Ledger, asset: AssetId, pool: Pool) -> SegregationRow {
         hot: show(i128::from(custody[Location::Hot.index()])),
         cold: show(i128::from(custody[Location::Cold.index()])),
         bank: show(i128::from(custody[Location::Bank.index()])),
+        lost: show(i128::from(custody[Location::Lost.index()])),
+        uncovered: show(totals.uncovered()),
         owed_by_other_pool: show(totals.due_from),
         owed_to_holders: show(totals.owed),
         surplus: show(totals.surplus()),
@@ -129,6 +179,9 @@ fn flags(pool: Pool, totals: &PoolTotals, other: &PoolTotals, over_cap: bool) ->
     if over_cap {
         flags.push("hot_over_cap");
     }
+    if totals.uncovered() > 0 {
+        flags.push("uncovered");
+    }
     flags
 }
 
@@ -140,6 +193,8 @@ impl Report for SegregationReport {
             right("hot"),
             right("cold"),
             right("bank"),
+            right("lost"),
+            right("uncovered"),
             right("owed_by_other_pool"),
             right("owed_to_holders"),
             right("surplus"),
@@ -169,6 +224,8 @@ impl Report for SegregationReport {
                 row.hot.clone(),
                 row.cold.clone(),
                 row.bank.clone(),
+                row.lost.clone(),
+                row.uncovered.clone(),
                 row.owed_by_other_pool.clone(),
                 row.owed_to_holders.clone(),
                 row.surplus.clone(),
@@ -183,6 +240,31 @@ impl Report for SegregationReport {
             .iter()
             .map(|v| format!("VIOLATION: {v}"))
             .collect();
-        vec![table]
+        let mut tables = vec![table];
+        if !self.incidents.is_empty() {
+            let columns = [
+                right("incident"),
+                right("seq"),
+                left("asset"),
+                left("pool"),
+                left("wallet"),
+                right("missing"),
+                right("uncovered"),
+            ];
+            let mut incidents = Table::new("Incidents (reconciliation shortfalls)", &columns);
+            for x in &self.incidents {
+                incidents.row(vec![
+                    x.incident.to_string(),
+                    x.seq.to_string(),
+                    x.asset.clone(),
+                    x.pool.into(),
+                    x.wallet.into(),
+                    x.missing.clone(),
+                    x.uncovered.clone(),
+                ]);
+            }
+            tables.push(incidents);
+        }
+        tables
     }
 }
