@@ -5,6 +5,7 @@
 //! The gateway translates and forwards: it never touches a book or a balance itself. Everything it
 //! tells a client about the market or an account is mirrored from the engine's events.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod custody;

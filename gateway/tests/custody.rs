@@ -10,32 +10,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gateway::config::ServeConfig;
 use replay::reports::compensation::{compensation, CompensationQuery, PriceSource};
 use replay::reports::segregation::segregation;
 use replay::{open_journal, verify, Point, VerifyOptions, Window};
 use serde_json::{json, Value};
-
-const INTERVAL_MS: u64 = 100;
-
-/// The default demo exchange, with a fast reconciliation, no address cooldown (the cooldown has
-/// its own tests in the engine) and house coins to top up with.
-fn custody_config(dir: &std::path::Path) -> ServeConfig {
-    let mut config = config(dir);
-    config.custody.reconcile_interval_ms = INTERVAL_MS;
-    let mut exchange = engine::defaults::config();
-    exchange.custody.address_cooldown_ns = 0;
-    config.exchange = Some(exchange);
-    let house = config
-        .accounts
-        .iter_mut()
-        .find(|a| a.name == "house")
-        .unwrap();
-    for (code, amount) in [("XEM", "500000"), ("MONA", "20000"), ("BCH", "40")] {
-        house.deposits.insert(code.into(), amount.into());
-    }
-    config
-}
 
 async fn status(operator: &mut Client) -> Value {
     let status = operator.request(json!({"type": "custody_status"})).await;

@@ -32,6 +32,78 @@ enum Cmd {
     },
     /// Drive the matching core in-process through a short scripted session.
     Demo,
+    /// Operator actions on a running exchange (custody, halts), over its WebSocket API.
+    Admin {
+        /// The exchange's WebSocket address.
+        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        url: String,
+        /// An operator API key (the status also works with an auditor key).
+        #[arg(long, default_value = "demo-operator")]
+        key: String,
+        /// The key's secret.
+        #[arg(long, default_value = "demo-operator-secret")]
+        secret: String,
+        #[command(subcommand)]
+        action: AdminCmd,
+    },
+}
+
+#[derive(clap::Args)]
+struct Activities {
+    /// Deposits of the asset.
+    #[arg(long)]
+    deposits: bool,
+    /// Withdrawals of the asset.
+    #[arg(long)]
+    withdrawals: bool,
+    /// Trading of every instrument that uses the asset.
+    #[arg(long)]
+    trading: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Custody status: wallets against the ledger, halts, incidents, alerts, queues.
+    Status,
+    /// Halt deposits, withdrawals and/or trading of an asset (none named: all three).
+    Halt {
+        asset: String,
+        #[command(flatten)]
+        what: Activities,
+    },
+    /// Resume deposits, withdrawals and/or trading of an asset (none named: all three).
+    Resume {
+        asset: String,
+        #[command(flatten)]
+        what: Activities,
+    },
+    /// Move coins from a hot wallet to its cold wallet.
+    SweepToCold {
+        asset: String,
+        amount: String,
+        /// The house pool's wallets (default: the customers').
+        #[arg(long)]
+        house: bool,
+    },
+    /// Ask for a cold → hot move; it needs M approvals (`kinko admin approve`).
+    ColdToHot {
+        asset: String,
+        amount: String,
+        #[arg(long)]
+        house: bool,
+    },
+    /// Sign and send an approval of a cold → hot request with an approver's ed25519 seed.
+    Approve {
+        request_id: u64,
+        /// A file holding the 32-byte seed as 64 hex digits (keep it off the server).
+        #[arg(long, conflicts_with = "demo_approver")]
+        seed_file: Option<PathBuf>,
+        /// One of the default configuration's demo approvers (0, 1 or 2). Demo only.
+        #[arg(long)]
+        demo_approver: Option<usize>,
+    },
+    /// The house replaces customer-pool losses of an asset from its own cold wallet or bank.
+    TopUp { asset: String, amount: String },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +122,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Admin {
+            url,
+            key,
+            secret,
+            action,
+        } => admin(gateway::admin::Connection { url, key, secret }, action),
         Cmd::Serve {
             config,
             data,
@@ -79,6 +157,92 @@ fn main() -> ExitCode {
                 config.server.fix = fix;
             }
             serve(config)
+        }
+    }
+}
+
+fn admin(connection: gateway::admin::Connection, action: AdminCmd) -> ExitCode {
+    use gateway::admin::AdminAction;
+    let activities = |w: Activities| {
+        let all = !(w.deposits || w.withdrawals || w.trading);
+        (all || w.deposits, all || w.withdrawals, all || w.trading)
+    };
+    let action = match action {
+        AdminCmd::Status => AdminAction::Status,
+        AdminCmd::Halt { asset, what } => {
+            let (deposits, withdrawals, trading) = activities(what);
+            AdminAction::Halt {
+                asset,
+                deposits,
+                withdrawals,
+                trading,
+            }
+        }
+        AdminCmd::Resume { asset, what } => {
+            let (deposits, withdrawals, trading) = activities(what);
+            AdminAction::Resume {
+                asset,
+                deposits,
+                withdrawals,
+                trading,
+            }
+        }
+        AdminCmd::SweepToCold {
+            asset,
+            amount,
+            house,
+        } => AdminAction::SweepToCold {
+            asset,
+            amount,
+            house,
+        },
+        AdminCmd::ColdToHot {
+            asset,
+            amount,
+            house,
+        } => AdminAction::ColdToHot {
+            asset,
+            amount,
+            house,
+        },
+        AdminCmd::Approve {
+            request_id,
+            seed_file,
+            demo_approver,
+        } => {
+            let seed = match (seed_file, demo_approver) {
+                (Some(path), _) => std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .and_then(|text| gateway::admin::parse_seed(&text)),
+                (None, Some(i)) if i < 3 => Ok(engine::defaults::demo_approver_seed(i)),
+                (None, Some(i)) => Err(format!("there are 3 demo approvers, not {}", i + 1)),
+                (None, None) => Err("give --seed-file or --demo-approver".into()),
+            };
+            match seed {
+                Ok(seed) => AdminAction::Approve { request_id, seed },
+                Err(e) => {
+                    eprintln!("kinko admin: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        AdminCmd::TopUp { asset, amount } => AdminAction::TopUp { asset, amount },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(gateway::admin::run(&connection, action)) {
+        Ok(reply) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&reply).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kinko admin: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -132,6 +296,10 @@ fn print_banner(config: &ServeConfig, http: std::net::SocketAddr, fix: std::net:
     }
     println!();
     println!("Try it: python3 gateway/examples/trade.py ws://{http}/ws   (pip install websockets)");
+    println!();
+    println!("Custody runs on a SIMULATED chain (no real coins move): deposit with");
+    println!("  curl -XPOST http://{http}/sim/deposit -d '{{\"address\":\"ADDR\",\"asset\":\"XEM\",\"amount\":\"100\"}}' -H 'content-type: application/json'");
+    println!("and play the thief with /sim/drain (docs/API.md). Operators: kinko admin --help.");
     println!("Stop with Ctrl-C: a snapshot is written on the way out.");
 }
 

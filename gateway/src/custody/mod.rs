@@ -340,6 +340,8 @@ impl CustodyMirror {
                 json!({
                     "request_id": id.to_string(), "pool": pool_name(m.pool),
                     "asset": exchange.assets[m.asset as usize].code, "amount": amount(m.asset, m.amount_units),
+                    "asset_id": m.asset, "amount_units": m.amount_units.to_string(),
+                    "message": message_hex(*id, m.pool, m.asset, m.amount_units),
                     "approvals": m.approvals,
                     "required": exchange.custody.assets[m.asset as usize].approvals_required,
                     "approved": m.approved,

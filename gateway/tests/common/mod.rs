@@ -45,6 +45,28 @@ pub fn config(dir: &Path) -> ServeConfig {
     config
 }
 
+/// The custody driver's interval in the custody tests.
+pub const INTERVAL_MS: u64 = 100;
+
+/// The default demo exchange, with a fast reconciliation, no address cooldown (the cooldown has
+/// its own tests in the engine) and house coins to top up with.
+pub fn custody_config(dir: &std::path::Path) -> ServeConfig {
+    let mut config = config(dir);
+    config.custody.reconcile_interval_ms = INTERVAL_MS;
+    let mut exchange = engine::defaults::config();
+    exchange.custody.address_cooldown_ns = 0;
+    config.exchange = Some(exchange);
+    let house = config
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "house")
+        .unwrap();
+    for (code, amount) in [("XEM", "500000"), ("MONA", "20000"), ("BCH", "40")] {
+        house.deposits.insert(code.into(), amount.into());
+    }
+    config
+}
+
 /// A plain HTTP/1.1 request on a fresh connection; returns the status code and the JSON body.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
