@@ -285,7 +285,15 @@ pub fn default_config() -> ServeConfig {
             AccountConfig {
                 name: "house".into(),
                 pool: PoolName::House,
-                deposits: deposits(&[("JPY", "1000000000"), ("BTC", "100")]),
+                // Some of every coin, so that the house can top up a customer loss in the demo.
+                deposits: deposits(&[
+                    ("JPY", "1000000000"),
+                    ("BTC", "100"),
+                    ("ETH", "1000"),
+                    ("XEM", "10000000"),
+                    ("MONA", "1000000"),
+                    ("BCH", "1000"),
+                ]),
             },
         ],
         keys: vec![

@@ -275,6 +275,10 @@ async fn coincheck_a_drained_xem_hot_wallet_halts_withdrawals_and_is_made_good()
         ("150000.000000", "150000.000000")
     );
     assert!(xem_customer.flags.contains(&"uncovered"));
+    assert_eq!(
+        at_incident.violations,
+        vec!["XEM customer pool: uncovered".to_string()]
+    );
     assert_eq!(at_incident.incidents.len(), 1);
     // After the top-up: customers covered again; the house holds the claim.
     let after = segregation(&read, Some(Point::Seq(top_up_seq))).unwrap();
@@ -292,6 +296,9 @@ async fn coincheck_a_drained_xem_hot_wallet_halts_withdrawals_and_is_made_good()
         (zero.clone(), zero)
     );
     assert!(!row("customer").flags.contains(&"uncovered"));
+    // The house's loss is shown, and is not a segregation violation.
+    assert!(row("house").flags.contains(&"house_loss"));
+    assert!(after.violations.is_empty(), "{:?}", after.violations);
     assert_eq!(row("house").lost, "150000.000000");
     assert_eq!(row("house").cold, "325000.000000");
 
