@@ -12,7 +12,8 @@ use std::time::Duration;
 use crossbeam::channel::Receiver;
 use engine::runtime::{Published, Submitter};
 use engine::{
-    AccountId, Event, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, PriceTicks, QtyLots, Side,
+    AccountId, Event, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, OrderKind, PriceTicks,
+    QtyLots, Side,
 };
 use ledger::{AssetId, Balance, Location};
 use parking_lot::Mutex;
@@ -76,6 +77,10 @@ pub struct OrderInfo {
     pub account: AccountId,
     pub instrument: u32,
     pub client_order_id: u64,
+    pub side: Side,
+    /// The limit price (none for a market or stop-market order).
+    pub price_ticks: Option<PriceTicks>,
+    pub qty_open: QtyLots,
 }
 
 pub struct Inner {
@@ -136,6 +141,9 @@ impl Shared {
                     account: o.account,
                     instrument: instrument as u32,
                     client_order_id: o.client_order_id,
+                    side: o.side,
+                    price_ticks: limit_price(o.kind),
+                    qty_open: o.qty_open,
                 };
                 orders.insert(o.order_id, info);
                 orders_by_client.insert((o.account, o.client_order_id), o.order_id);
@@ -290,6 +298,39 @@ fn publish(shared: &Shared, batch: &Published) {
     close_slow(shared, slow);
 }
 
+fn limit_price(kind: OrderKind) -> Option<PriceTicks> {
+    match kind {
+        OrderKind::Limit { price_ticks, .. } | OrderKind::StopLimit { price_ticks, .. } => {
+            Some(price_ticks)
+        }
+        OrderKind::Market | OrderKind::StopMarket { .. } => None,
+    }
+}
+
+/// One account's open orders, oldest first, as the `open_orders` reply lists them.
+pub fn open_orders_json(
+    inner: &Inner,
+    exchange: &ExchangeConfig,
+    account: AccountId,
+) -> Vec<Value> {
+    let mut mine: Vec<(&u64, &OrderInfo)> = inner
+        .orders
+        .iter()
+        .filter(|(_, o)| o.account == account)
+        .collect();
+    mine.sort_unstable_by_key(|(id, _)| **id);
+    mine.into_iter()
+        .map(|(id, o)| {
+            let book = &inner.books[o.instrument as usize];
+            json!({
+                "order_id": id.to_string(), "instrument": exchange.instruments[o.instrument as usize].symbol,
+                "client_order_id": o.client_order_id, "side": side_name(o.side),
+                "price": o.price_ticks.map(|p| book.price(p)), "qty": book.qty(o.qty_open),
+            })
+        })
+        .collect()
+}
+
 /// Keeps the open-order mirror (id → account, instrument, client id) in step with the events.
 fn track_orders(inner: &mut Inner, events: &[ExchangeEvent]) {
     let close = |inner: &mut Inner, order_id: u64| {
@@ -309,6 +350,9 @@ fn track_orders(inner: &mut Inner, events: &[ExchangeEvent]) {
                 account,
                 instrument,
                 client_order_id,
+                side,
+                kind,
+                qty_lots,
                 ..
             } => {
                 inner.orders.insert(
@@ -317,6 +361,9 @@ fn track_orders(inner: &mut Inner, events: &[ExchangeEvent]) {
                         account,
                         instrument,
                         client_order_id,
+                        side,
+                        price_ticks: limit_price(kind),
+                        qty_open: qty_lots,
                     },
                 );
                 inner
@@ -330,11 +377,26 @@ fn track_orders(inner: &mut Inner, events: &[ExchangeEvent]) {
                 taker_qty_open,
                 ..
             } => {
-                if maker_qty_open == 0 {
-                    close(inner, maker_order_id);
+                for (order_id, open) in [
+                    (maker_order_id, maker_qty_open),
+                    (taker_order_id, taker_qty_open),
+                ] {
+                    if open == 0 {
+                        close(inner, order_id);
+                    } else if let Some(info) = inner.orders.get_mut(&order_id) {
+                        info.qty_open = open;
+                    }
                 }
-                if taker_qty_open == 0 {
-                    close(inner, taker_order_id);
+            }
+            Event::Rested {
+                order_id,
+                price_ticks,
+                qty_lots,
+                ..
+            } => {
+                if let Some(info) = inner.orders.get_mut(&order_id) {
+                    info.price_ticks = Some(price_ticks);
+                    info.qty_open = qty_lots;
                 }
             }
             Event::Cancelled {
@@ -343,13 +405,24 @@ fn track_orders(inner: &mut Inner, events: &[ExchangeEvent]) {
                 ..
             }
             | Event::Expired { order_id, .. } => close(inner, order_id),
+            Event::Cancelled {
+                order_id, qty_open, ..
+            } => {
+                if let Some(info) = inner.orders.get_mut(&order_id) {
+                    info.qty_open = qty_open;
+                }
+            }
             Event::Replaced {
                 order_id,
                 account,
                 client_order_id,
+                price_ticks_new,
+                qty_lots_new,
                 ..
             } => {
                 if let Some(info) = inner.orders.get_mut(&order_id) {
+                    info.price_ticks = Some(price_ticks_new);
+                    info.qty_open = qty_lots_new;
                     let old = std::mem::replace(&mut info.client_order_id, client_order_id);
                     inner.orders_by_client.remove(&(account, old));
                     inner

@@ -210,6 +210,8 @@ pub enum Request {
     Halt(InstrumentMsg),
     Resume(InstrumentMsg),
     Ping(Plain),
+    /// The logged-in account's open orders.
+    OpenOrders(Plain),
     /// Deposits, withdrawals, halts, cold → hot approvals, top-ups (gateway::custody).
     Custody(crate::custody::CustodyRequest),
 }
@@ -253,6 +255,7 @@ pub fn parse(text: &str) -> Result<Request, ApiError> {
         "halt" => typed(body(object)).map(Request::Halt),
         "resume" => typed(body(object)).map(Request::Resume),
         "ping" => typed(body(object)).map(Request::Ping),
+        "open_orders" => typed(body(object)).map(Request::OpenOrders),
         other => match crate::custody::CustodyRequest::parse(other, body(object)) {
             Some(request) => request.map(Request::Custody),
             None => Err(ApiError::new(

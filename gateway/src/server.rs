@@ -251,9 +251,32 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/book/{symbol}", get(book))
         .route("/api/trades/{symbol}", get(trades))
         .route("/ws", get(ws))
+        .route("/", get(|| page(include_str!("../web/index.html"))))
+        .route("/trade", get(|| page(include_str!("../web/trade.html"))))
+        .route(
+            "/custody",
+            get(|| page(include_str!("../web/custody.html"))),
+        )
+        .route(
+            "/web/kinko.js",
+            get(|| asset("text/javascript", include_str!("../web/kinko.js"))),
+        )
+        .route(
+            "/web/kinko.css",
+            get(|| asset("text/css", include_str!("../web/kinko.css"))),
+        )
         .route("/sim/deposit", axum::routing::post(sim_deposit))
         .route("/sim/drain", axum::routing::post(sim_drain))
         .with_state(shared)
+}
+
+/// The web pages (gateway/web): plain files compiled into the binary, no build step.
+async fn page(html: &'static str) -> Response {
+    asset("text/html; charset=utf-8", html).await
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn ws(upgrade: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {

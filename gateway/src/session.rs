@@ -268,6 +268,20 @@ impl Session {
     fn request(&mut self, request: Request) -> Result<Vec<Value>, ApiError> {
         match request {
             Request::Ping(p) => Ok(vec![json!({"type": "pong", "req_id": p.req_id})]),
+            Request::OpenOrders(p) => {
+                let principal = self.principal.as_ref().ok_or_else(|| {
+                    with(
+                        ApiError::new("not_logged_in", "log in to list your open orders"),
+                        p.req_id,
+                    )
+                })?;
+                let inner = self.shared.inner.lock();
+                let orders =
+                    crate::hub::open_orders_json(&inner, &self.shared.exchange, principal.account);
+                Ok(vec![
+                    json!({"type": "open_orders", "req_id": p.req_id, "orders": orders}),
+                ])
+            }
             Request::Subscribe(s) => self.subscribe(s.req_id, &s.channels, true),
             Request::Unsubscribe(s) => self.subscribe(s.req_id, &s.channels, false),
             Request::Login(l) => self.login(l),

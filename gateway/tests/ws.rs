@@ -447,3 +447,43 @@ async fn a_subscription_is_taken_whole_or_not_at_all() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_orders_lists_price_and_remaining_quantity_also_after_a_restart() {
+    let dir = TempDir::new("open-orders");
+    let (server, addr) = start(config(dir.path())).await;
+    let mut alice = Client::connect(addr).await;
+    let refused = alice.request(json!({"type": "open_orders"})).await;
+    assert_eq!(refused["code"], "not_logged_in");
+    alice.login_as("alice", false).await;
+    let first = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14900000", "qty": "1", "client_order_id": 1})).await;
+    let second = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14800000", "qty": "0.5", "client_order_id": 2})).await;
+    let mut bob = Client::connect(addr).await;
+    bob.login_as("bob", false).await;
+    // Bob takes 0.3 of the first; alice moves the second.
+    bob.order(json!({"side": "sell", "order_type": "limit", "price": "14900000", "qty": "0.3", "client_order_id": 1})).await;
+    let replaced = alice
+        .request(
+            json!({"type": "replace", "client_order_id": 2, "price": "14850000", "qty": "0.4"}),
+        )
+        .await;
+    assert_eq!(replaced["type"], "ack", "{replaced}");
+    let expected = json!([
+        {"order_id": first["order_id"], "instrument": "BTC/JPY", "client_order_id": 1, "side": "buy", "price": "14900000", "qty": "0.7"},
+        {"order_id": second["order_id"], "instrument": "BTC/JPY", "client_order_id": 2, "side": "buy", "price": "14850000", "qty": "0.4"},
+    ]);
+    let listed = alice.request(json!({"type": "open_orders"})).await;
+    assert_eq!(listed["orders"], expected, "{listed}");
+    // Bob's sell was filled whole: he has nothing open.
+    assert_eq!(
+        bob.request(json!({"type": "open_orders"})).await["orders"],
+        json!([])
+    );
+    server.shutdown().await.unwrap();
+    let (server, addr) = start(config(dir.path())).await;
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    let listed = alice.request(json!({"type": "open_orders"})).await;
+    assert_eq!(listed["orders"], expected, "the list survived the restart");
+    server.shutdown().await.unwrap();
+}

@@ -271,8 +271,19 @@ impl CustodyMirror {
 
     /// The operator's and auditor's view: per asset, each wallet's last reconciliation, halts,
     /// the withdrawal queue, incidents (with the loss per pool), recent alerts, cold → hot requests.
-    pub fn status_json(&self, exchange: &ExchangeConfig) -> Value {
+    pub fn status_json(
+        &self,
+        exchange: &ExchangeConfig,
+        balances: &BTreeMap<(AccountId, AssetId), ledger::Balance>,
+    ) -> Value {
         let amount = |asset: AssetId, units: AmountUnits| show(exchange, asset, units);
+        // What each pool owes its holders (available + held), from the mirrored balances.
+        let mut owed: BTreeMap<(Pool, AssetId), i128> = BTreeMap::new();
+        for (&(account, asset), b) in balances {
+            if let Some(pool) = self.pool_of(account) {
+                *owed.entry((pool, asset)).or_insert(0) += b.total();
+            }
+        }
         let assets: Vec<Value> = exchange
             .assets
             .iter()
@@ -299,10 +310,38 @@ impl CustodyMirror {
                         .map(|x| x.missing_units)
                         .sum()
                 };
+                let pools: serde_json::Map<String, Value> = [Pool::Customer, Pool::House]
+                    .into_iter()
+                    .map(|pool| {
+                        let at = |location| {
+                            self.wallets
+                                .get(&(pool, asset, location))
+                                .map_or(0, |w| w.ledger_units)
+                        };
+                        let (hot, cold, bank) = (at(Location::Hot), at(Location::Cold), at(Location::Bank));
+                        let owed = owed.get(&(pool, asset)).copied().unwrap_or(0);
+                        let lost = self.lost.get(&(pool, asset)).copied().unwrap_or(0);
+                        // Hot share in basis points, rounded up: never understated.
+                        let hot_share_bps = (owed > 0).then(|| (i128::from(hot) * 10_000 + owed - 1) / owed);
+                        let cap_bps = i128::from(spec.hot_cap_bps);
+                        let over_cap = pool == Pool::Customer
+                            && spec.class == AssetClass::Coin
+                            && i128::from(hot) * 10_000 > owed * cap_bps;
+                        let value = json!({
+                            "hot": amount(asset, hot), "cold": amount(asset, cold), "bank": amount(asset, bank),
+                            "owed": amount(asset, AmountUnits::try_from(owed).unwrap_or(AmountUnits::MAX)),
+                            "lost": amount(asset, lost),
+                            "hot_share_pct": hot_share_bps.map(|b| rust_decimal::Decimal::new(b as i64, 2).normalize().to_string()),
+                            "hot_cap_pct": rust_decimal::Decimal::new(cap_bps as i64, 2).normalize().to_string(),
+                            "over_cap": over_cap,
+                        });
+                        (pool_name(pool).to_string(), value)
+                    })
+                    .collect();
                 let halts = self.halts.get(i).copied().unwrap_or_default();
                 let still_lost = |pool| amount(asset, self.lost.get(&(pool, asset)).copied().unwrap_or(0));
                 json!({
-                    "asset": spec.code, "wallets": wallets,
+                    "asset": spec.code, "wallets": wallets, "pools": pools,
                     "lost": {"customer": still_lost(Pool::Customer), "house": still_lost(Pool::House)},
                     "halted": {"deposits": halts.deposits, "withdrawals": halts.withdrawals, "trading": halts.trading},
                     "stolen_from_customer_pool": amount(asset, lost(Pool::Customer)),
@@ -808,7 +847,9 @@ pub fn handle(
                     "the custody status is for operator and auditor keys",
                 ));
             }
-            let mut status = shared.inner.lock().custody.status_json(exchange);
+            let inner = shared.inner.lock();
+            let mut status = inner.custody.status_json(exchange, &inner.balances);
+            drop(inner);
             status["req_id"] = json!(m.req_id);
             Action::Reply(status)
         }

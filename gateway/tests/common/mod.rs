@@ -173,7 +173,8 @@ impl Client {
                     || m["type"] == "subscribed"
                     || m["type"] == "pong"
                     || m["type"] == "deposit_address"
-                    || m["type"] == "custody_status")
+                    || m["type"] == "custody_status"
+                    || m["type"] == "open_orders")
         })
         .await
     }
