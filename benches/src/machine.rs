@@ -73,6 +73,12 @@ impl CpuTimes {
         Some(times)
     }
 
+    /// This process's CPU time, every thread, from `self` to `later`.
+    pub fn own_secs_until(&self, later: &CpuTimes) -> f64 {
+        const TICKS_PER_SEC: f64 = 100.0;
+        later.own_ticks.saturating_sub(self.own_ticks) as f64 / TICKS_PER_SEC
+    }
+
     /// The share of the machine's CPU time, from `self` to `later`, that other processes and the
     /// hypervisor took.
     pub fn others_share_until(&self, later: &CpuTimes) -> f64 {
@@ -83,6 +89,12 @@ impl CpuTimes {
         let others = (busy + steal).saturating_sub(own);
         others as f64 / total.max(1) as f64
     }
+}
+
+/// The share of the machine's CPU time that others took since `before` (see
+/// [`CpuTimes::others_share_until`]); `None` where /proc is not readable.
+pub fn others_share_since(before: Option<CpuTimes>) -> Option<f64> {
+    Some(before?.others_share_until(&CpuTimes::now()?))
 }
 
 /// The `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal ...

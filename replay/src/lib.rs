@@ -53,6 +53,7 @@ pub mod progress;
 pub mod render;
 pub mod reports;
 pub mod source;
+pub mod stream;
 pub mod verify;
 pub mod walk;
 

@@ -1,26 +1,28 @@
 //! Reading a journal as an auditor does: read-only. The engine's `MmapStorage` opens segments for
 //! writing and creates missing directories, which an auditor working on a read-only copy of the
-//! evidence must not need; [`ReadOnlyStorage`] implements the engine's `Storage` seam with plain
-//! reads, so that `read_journal` (the engine's own reader: checksums, chain, torn tails) runs
-//! unchanged on files that may not be written.
+//! evidence must not need; [`ReadOnlyStorage`] implements the engine's `Storage` seam with
+//! read-only mappings, so that the engine's own reader (checksums, chain, torn tails: `JournalScan`
+//! and `read_journal`) runs unchanged on files that may not be written.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapOptions};
 
 use engine::journal::storage::{Segment, Storage};
 use engine::journal::{read_journal, JournalError, JournalRead, Repair};
 
 use crate::error::ReplayError;
 
-/// Segment files `segment-NNNNNN.kjl` in a directory, read into memory one at a time.
+/// Segment files `segment-NNNNNN.kjl` in a directory, mapped read-only one at a time.
 pub struct ReadOnlyStorage {
     dir: PathBuf,
 }
 
-/// One segment's bytes; writing to it is a bug (the reader never repairs).
+/// One segment's bytes, mapped read-only; writing to it is a bug (the reader never repairs).
 pub struct ReadOnlySegment {
-    bytes: Vec<u8>,
+    map: Option<Mmap>,
 }
 
 impl ReadOnlyStorage {
@@ -54,9 +56,17 @@ impl Storage for ReadOnlyStorage {
     }
 
     fn open(&mut self, index: u64) -> io::Result<ReadOnlySegment> {
-        Ok(ReadOnlySegment {
-            bytes: fs::read(self.path(index))?,
-        })
+        let file = File::open(self.path(index))?;
+        if file.metadata()?.len() == 0 {
+            // An empty file cannot be mapped; it reads as a segment too short for its header.
+            return Ok(ReadOnlySegment { map: None });
+        }
+        // SAFETY: segment files are never truncated (they are made at their full size; recovery
+        // zeroes bytes and removes whole files, which a mapping survives). An engine appending to
+        // the journal while it is read writes only past its last commit, where the reader finds
+        // either whole checked records or a torn tail; an auditor verifies a copy of the evidence.
+        let map = unsafe { MmapOptions::new().populate().map(&file)? };
+        Ok(ReadOnlySegment { map: Some(map) })
     }
 
     fn remove(&mut self, _index: u64) -> io::Result<()> {
@@ -70,7 +80,7 @@ impl Storage for ReadOnlyStorage {
 
 impl Segment for ReadOnlySegment {
     fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.map.as_deref().unwrap_or_default()
     }
 
     fn write(&mut self, offset: usize, data: &[u8]) {

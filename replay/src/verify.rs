@@ -1,19 +1,22 @@
 //! `verify`: everything an auditor can check from the journal files alone, stopping at the first
 //! failure and saying exactly where it is.
 //!
-//! In order: every record's CRC32C, the segment headers, the hash chain at every commit and the
-//! sequence without gaps (the engine's own reader, read-only); then for every command, in
-//! sequence: the batch's shape (command then its events, one timestamp), timestamps that never go
-//! backwards, re-execution through the engine's state machine with byte-identical events, every
-//! fill with a house side against the instrument's house policy in force (read from the journaled
-//! events, independently of re-execution), the house side of every settlement against the pools of
-//! the two accounts, and every ledger and book invariant. A torn tail is a failure unless allowed.
+//! Batch by batch, in journal order: every record's CRC32C, the segment headers, the hash chain at
+//! the batch's commit and the sequence without gaps (the engine's own streaming reader, read-only,
+//! on a second thread: `stream.rs`); then for every command of the batch, in sequence: the batch's
+//! shape (command then its events, one timestamp), timestamps that never go backwards,
+//! re-execution through the engine's state machine with byte-identical events, every fill with a
+//! house side against the instrument's house policy in force (read from the journaled events,
+//! independently of re-execution), the house side of every settlement against the pools of the two
+//! accounts, and every ledger and book invariant. The failure reported is the first in journal
+//! order: a damaged record is reported after every batch before it verified. A torn tail is a
+//! failure unless allowed.
 
 use std::fmt;
 use std::path::Path;
 
-use engine::journal::format::decode;
-use engine::journal::{JournalError, JournalRead, TailCut};
+use engine::journal::format::{decode, Genesis};
+use engine::journal::{JournalEnd, JournalError, JournalRead, TailCut};
 use engine::snapshot::{hex, state_hash};
 use engine::{BookViolation, Event, ExchangeEvent, HousePolicy, HouseSide, InstrumentId};
 use ledger::{Ledger, Pool, Violation};
@@ -22,8 +25,8 @@ use serde::Serialize;
 use crate::error::ReplayError;
 use crate::point::format_ts;
 use crate::progress::{Progress, Reporter};
-use crate::source::open_journal;
-use crate::walk::{pairs, segment_name, Divergence, Pair, Replayer, StepError, Structure};
+use crate::stream::{JournalStart, JournalStream};
+use crate::walk::{pairs, segment_name, Divergence, Pair, Records, Replayer, StepError, Structure};
 
 /// How often the ledger and book invariants are checked. Each check is O(accounts × assets +
 /// open orders), so on a long journal with many accounts it dominates the cost of verification.
@@ -273,13 +276,14 @@ impl fmt::Display for VerifyFailure {
 
 impl std::error::Error for VerifyFailure {}
 
-/// Verifies the journal of a data folder (or a folder of segments). Quiet unless
-/// `options.progress` asks otherwise.
+/// Verifies the journal of a data folder (or a folder of segments) as a stream: a reader thread
+/// checks checksums, chain and sequence batch by batch while this one re-executes, and memory
+/// holds a few batches, not the journal. Quiet unless `options.progress` asks otherwise.
 pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifySummary, VerifyFailure> {
     let mut reporter = Reporter::new(options.progress);
-    reporter.phase("reading segments: checksums and hash chain");
-    let read = open_journal(dir).map_err(open_failure)?;
-    let summary = verify_read(&read, options, &mut reporter);
+    reporter.phase("reading the genesis batch");
+    let mut stream = JournalStream::open(dir).map_err(|e| open_failure(e, 0))?;
+    let summary = verify_stream(&mut stream, options, &mut reporter);
     reporter.finish();
     summary
 }
@@ -291,12 +295,44 @@ pub fn verify_journal(
     options: &VerifyOptions,
 ) -> Result<VerifySummary, VerifyFailure> {
     let mut reporter = Reporter::new(options.progress);
-    let summary = verify_read(read, options, &mut reporter);
+    let start = JournalStart {
+        genesis: read.genesis.clone(),
+        config_hash: read.config_hash,
+        segments: read.segments.clone(),
+    };
+    let mut checker = Checker::new(&start, options)?;
+    reporter.start(&start.segments, "re-executing");
+    for batch in &read.batches {
+        let records = batch.records.as_slice();
+        checker.verify_batch(records, batch.segment, batch.offset, &mut reporter)?;
+    }
+    let summary = checker.finish(&read.journal_end(), options);
     reporter.finish();
     summary
 }
 
-fn open_failure(e: ReplayError) -> VerifyFailure {
+fn verify_stream(
+    stream: &mut JournalStream,
+    options: &VerifyOptions,
+    reporter: &mut Reporter,
+) -> Result<VerifySummary, VerifyFailure> {
+    let mut checker = Checker::new(stream.start(), options)?;
+    reporter.start(&stream.start().segments, "re-executing");
+    loop {
+        match stream.next_batch() {
+            Ok(Some(batch)) => {
+                checker.verify_batch(batch, batch.segment, batch.offset, reporter)?
+            }
+            Ok(None) => break,
+            Err(e) => return Err(open_failure(ReplayError::Journal(e), checker.commands)),
+        }
+    }
+    let end = stream.end().expect("the stream ended");
+    checker.finish(end, options)
+}
+
+/// A failure of the journal's reader, after `commands_verified` commands were verified.
+fn open_failure(e: ReplayError, commands_verified: u64) -> VerifyFailure {
     let (location, finding) = match e {
         ReplayError::Journal(e) => (journal_location(&e), Finding::Journal(e)),
         ReplayError::NoJournal(dir) => (Location::default(), Finding::NoJournal(dir)),
@@ -305,7 +341,7 @@ fn open_failure(e: ReplayError) -> VerifyFailure {
             Finding::Journal(JournalError::Io(other.to_string())),
         ),
     };
-    VerifyFailure::new(location, vec![finding], 0)
+    VerifyFailure::new(location, vec![finding], commands_verified)
 }
 
 fn journal_location(e: &JournalError) -> Location {
@@ -337,46 +373,11 @@ fn journal_location(e: &JournalError) -> Location {
     }
 }
 
-fn verify_read(
-    read: &JournalRead,
-    options: &VerifyOptions,
-    reporter: &mut Reporter,
-) -> Result<VerifySummary, VerifyFailure> {
-    let mut checker = Checker::new(read, options)?;
-    let commands: usize = read.batches.iter().map(|b| b.records.len() / 2).sum();
-    reporter.start(commands as u64, "re-executing");
-    for batch in &read.batches {
-        let before = checker.commands;
-        checker.batch(batch)?;
-        reporter.advance(checker.commands - before);
-        if options.invariants != InvariantCheck::Final {
-            checker.invariants()?;
-        }
-    }
-    if options.invariants == InvariantCheck::Final {
-        checker.invariants()?;
-    }
-    if let Some(cut) = &read.tail_cut {
-        if options.torn_tail == TornTail::Refuse {
-            let location = Location {
-                segment: Some(cut.segment.clone()),
-                offset: Some(cut.offset),
-                seq: cut.seq,
-            };
-            let finding = Finding::TornTail(cut.clone());
-            return Err(VerifyFailure::new(
-                location,
-                vec![finding],
-                checker.commands,
-            ));
-        }
-    }
-    Ok(checker.summary())
-}
-
 /// The state of one verification run.
-struct Checker<'a> {
-    read: &'a JournalRead,
+struct Checker {
+    segments: Vec<String>,
+    assets: Vec<String>,
+    config_hash: [u8; 32],
     replayer: Replayer,
     /// The house policy in force per instrument, from genesis and the journaled
     /// `HousePolicySet` events.
@@ -393,19 +394,21 @@ struct Checker<'a> {
     fills_house_side: u64,
 }
 
-impl<'a> Checker<'a> {
-    fn new(read: &'a JournalRead, options: &VerifyOptions) -> Result<Checker<'a>, VerifyFailure> {
-        let config = &read.genesis.config;
+impl Checker {
+    fn new(start: &JournalStart, options: &VerifyOptions) -> Result<Checker, VerifyFailure> {
+        let Genesis { config } = &start.genesis;
         let replayer = Replayer::new(config).map_err(|e| {
             let location = Location {
-                segment: read.segments.first().cloned(),
+                segment: start.segments.first().cloned(),
                 offset: Some(engine::journal::format::SEGMENT_HEADER_BYTES),
                 seq: Some(0),
             };
             VerifyFailure::new(location, vec![Finding::Genesis(e.to_string())], 0)
         })?;
         Ok(Checker {
-            read,
+            segments: start.segments.clone(),
+            assets: config.assets.iter().map(|a| a.code.clone()).collect(),
+            config_hash: start.config_hash,
             replayer,
             policies: config.instruments.iter().map(|i| i.house_policy).collect(),
             symbols: config
@@ -426,14 +429,56 @@ impl<'a> Checker<'a> {
 
     fn location(&self, segment: u64, offset: usize, seq: u64) -> Location {
         Location {
-            segment: Some(segment_name(self.read, segment)),
+            segment: Some(segment_name(&self.segments, segment)),
             offset: Some(offset),
             seq: Some(seq),
         }
     }
 
-    fn batch(&mut self, batch: &engine::journal::BatchRead) -> Result<(), VerifyFailure> {
-        for pair in pairs(&batch.records) {
+    /// Every command of a batch (its commit at `offset` of segment `segment`), then the full
+    /// invariant check unless only the final state is checked.
+    fn verify_batch<R: Records + ?Sized>(
+        &mut self,
+        records: &R,
+        segment: u64,
+        offset: usize,
+        reporter: &mut Reporter,
+    ) -> Result<(), VerifyFailure> {
+        let before = self.commands;
+        self.batch(records)?;
+        reporter.advance(segment, offset, self.commands - before);
+        if self.invariants_mode != InvariantCheck::Final {
+            self.invariants()?;
+        }
+        Ok(())
+    }
+
+    /// After the last batch: the final invariant check when only that was asked, the tail, the
+    /// summary.
+    fn finish(
+        self,
+        end: &JournalEnd,
+        options: &VerifyOptions,
+    ) -> Result<VerifySummary, VerifyFailure> {
+        if self.invariants_mode == InvariantCheck::Final {
+            self.invariants()?;
+        }
+        if let Some(cut) = &end.tail_cut {
+            if options.torn_tail == TornTail::Refuse {
+                let location = Location {
+                    segment: Some(cut.segment.clone()),
+                    offset: Some(cut.offset),
+                    seq: cut.seq,
+                };
+                let finding = Finding::TornTail(cut.clone());
+                return Err(VerifyFailure::new(location, vec![finding], self.commands));
+            }
+        }
+        Ok(self.summary(end))
+    }
+
+    fn batch<R: Records + ?Sized>(&mut self, records: &R) -> Result<(), VerifyFailure> {
+        for pair in pairs(records) {
             match pair {
                 Ok(pair) => self.command(&pair)?,
                 Err((record, problem)) => {
@@ -472,7 +517,7 @@ impl<'a> Checker<'a> {
         let journaled = if reexecuted {
             None
         } else {
-            decode::<Vec<ExchangeEvent>>(&pair.events.payload)
+            decode::<Vec<ExchangeEvent>>(pair.events.payload)
         };
         let events = match (&journaled, reexecuted) {
             (_, true) => Some(self.replayer.events()),
@@ -556,35 +601,32 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn summary(&self) -> VerifySummary {
-        let config = &self.read.genesis.config;
+    fn summary(&self, end: &JournalEnd) -> VerifySummary {
         let exchange = self.replayer.exchange();
         let ledger = exchange.ledger();
         let pools: Vec<Pool> = (0..ledger.accounts() as u32)
             .filter_map(|a| ledger.pool_of(a))
             .collect();
-        let records: usize = self.read.batches.iter().map(|b| b.records.len() + 1).sum();
         VerifySummary {
-            segments: self.read.segments.clone(),
-            // The genesis batch is its genesis record and its commit.
-            records: records as u64 + 2,
-            batches: self.read.batches.len() as u64,
+            segments: self.segments.clone(),
+            records: end.records,
+            batches: end.batches,
             commands: self.commands,
             seq_first: self.seq_first,
-            seq_last: self.read.last_seq(),
+            seq_last: end.last_seq,
             ts_ns_first: self.ts_ns_first,
             ts_ns_last: self.ts_ns_last,
             instruments: self.symbols.clone(),
-            assets: config.assets.iter().map(|a| a.code.clone()).collect(),
+            assets: self.assets.clone(),
             accounts_customer: pools.iter().filter(|&&p| p == Pool::Customer).count() as u64,
             accounts_house: pools.iter().filter(|&&p| p == Pool::House).count() as u64,
             fills: self.fills,
             fills_house_side: self.fills_house_side,
             invariants: self.invariants_mode,
             state_hash: hex(&state_hash(&exchange.snapshot())),
-            chain: hex(&self.read.chain),
-            config_hash: hex(&self.read.config_hash),
-            tail_cut: self.read.tail_cut.as_ref().map(|c| c.to_string()),
+            chain: hex(&end.chain),
+            config_hash: hex(&self.config_hash),
+            tail_cut: end.tail_cut.as_ref().map(|c| c.to_string()),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use engine::journal::format::{decode, encode_into, RecordKind};
-use engine::journal::{JournalRead, RecordRead};
+use engine::journal::{JournalRead, RecordRead, RecordRef};
 use engine::{Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, Sequenced};
 
 use crate::error::ReplayError;
@@ -15,8 +15,25 @@ use crate::point::{Point, Reached};
 /// A command record and the events record that must follow it.
 #[derive(Clone, Copy, Debug)]
 pub struct Pair<'a> {
-    pub command: &'a RecordRead,
-    pub events: &'a RecordRead,
+    pub command: RecordRef<'a>,
+    pub events: RecordRef<'a>,
+}
+
+/// The records of one batch, by position: the engine's records read into memory, or a batch
+/// handed over by the journal stream.
+pub trait Records {
+    fn count(&self) -> usize;
+    fn record(&self, i: usize) -> RecordRef<'_>;
+}
+
+impl Records for [RecordRead] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn record(&self, i: usize) -> RecordRef<'_> {
+        self[i].view()
+    }
 }
 
 /// A batch whose records are not command, events, command, events, ...
@@ -53,30 +70,33 @@ impl fmt::Display for Structure {
 }
 
 /// The (command, events) pairs of a batch, in order; a structural problem ends the iteration.
-pub struct Pairs<'a> {
-    records: &'a [RecordRead],
+pub struct Pairs<'a, R: Records + ?Sized> {
+    records: &'a R,
     next: usize,
 }
 
-pub fn pairs(records: &[RecordRead]) -> Pairs<'_> {
+pub fn pairs<R: Records + ?Sized>(records: &R) -> Pairs<'_, R> {
     Pairs { records, next: 0 }
 }
 
-impl<'a> Iterator for Pairs<'a> {
-    type Item = Result<Pair<'a>, (&'a RecordRead, Structure)>;
+impl<'a, R: Records + ?Sized> Iterator for Pairs<'a, R> {
+    type Item = Result<Pair<'a>, (RecordRef<'a>, Structure)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let i = self.next;
-        let command = self.records.get(i)?;
-        self.next = self.records.len(); // Any error ends the iteration.
+        let count = self.records.count();
+        if i >= count {
+            return None;
+        }
+        let command = self.records.record(i);
+        self.next = count; // Any error ends the iteration.
         match command.kind {
             RecordKind::Command => {}
             RecordKind::Events => return Some(Err((command, Structure::EventsWithoutCommand))),
             kind => return Some(Err((command, Structure::OutOfPlace(kind)))),
         }
-        let events = self
-            .records
-            .get(i + 1)
+        let events = (i + 1 < count)
+            .then(|| self.records.record(i + 1))
             .filter(|r| r.kind == RecordKind::Events && r.seq == command.seq);
         let Some(events) = events else {
             return Some(Err((command, Structure::EventsMissing)));
@@ -180,7 +200,7 @@ impl Replayer {
     /// Re-executes one command and compares its events with the journaled bytes.
     pub fn apply(&mut self, pair: &Pair<'_>) -> Result<Step<'_>, StepError> {
         let command: ExchangeCommand =
-            decode(&pair.command.payload).ok_or(StepError::CommandUndecodable)?;
+            decode(pair.command.payload).ok_or(StepError::CommandUndecodable)?;
         self.produced.clear();
         let record = Sequenced {
             seq: pair.command.seq,
@@ -192,7 +212,7 @@ impl Replayer {
         encode_into(&self.produced.as_slice(), &mut self.encoded);
         if self.encoded != pair.events.payload {
             return Err(StepError::Diverged(divergence(
-                &pair.events.payload,
+                pair.events.payload,
                 &self.produced,
             )));
         }
@@ -238,7 +258,7 @@ pub fn replay_until(
     let mut replayer = Replayer::new(&read.genesis.config)?;
     let mut reached = Reached::default();
     for batch in &read.batches {
-        for pair in pairs(&batch.records) {
+        for pair in pairs(batch.records.as_slice()) {
             let pair =
                 pair.map_err(|(record, problem)| diverged(read, record, problem.to_string()))?;
             if until.is_some_and(|p| !p.admits_until(pair.command.seq, pair.command.ts_ns)) {
@@ -257,19 +277,19 @@ pub fn replay_until(
     Ok((replayer.into_exchange(), reached))
 }
 
-fn diverged(read: &JournalRead, record: &RecordRead, detail: String) -> ReplayError {
+fn diverged(read: &JournalRead, record: RecordRef<'_>, detail: String) -> ReplayError {
     ReplayError::Diverged {
         seq: record.seq,
-        segment: segment_name(read, record.segment),
+        segment: segment_name(&read.segments, record.segment),
         offset: record.offset,
         detail,
     }
 }
 
-/// The file name of segment `index`, as the reader named it.
-pub fn segment_name(read: &JournalRead, index: u64) -> String {
+/// The file name of segment `index`, as the reader named it (`segments` in index order).
+pub fn segment_name(segments: &[String], index: u64) -> String {
     let suffix = format!("segment-{index:06}.kjl");
-    read.segments
+    segments
         .iter()
         .find(|name| name.ends_with(&suffix))
         .cloned()

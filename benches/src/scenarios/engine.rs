@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use engine::{Event, Matcher, Sequenced};
 
-use crate::machine::CpuTimes;
+use crate::machine::{others_share_since, CpuTimes};
 use crate::measure::{
     clock_read_ns, ops_per_sec, probe_stalls, run_fixed_rate, run_latency, run_throughput,
     Percentiles, Row, Stalls, Timed, STALL_NS_MIN,
@@ -106,10 +106,6 @@ fn row_at_rate(workload: &Workload, rate_per_sec: u64) -> Row {
         latency: Percentiles::from_samples(&timed.samples_ns),
         others_cpu_share,
     }
-}
-
-fn others_share_since(before: Option<CpuTimes>) -> Option<f64> {
-    Some(before?.others_share_until(&CpuTimes::now()?))
 }
 
 /// A fresh matcher in the warmed-up state, and the measured commands to feed it.

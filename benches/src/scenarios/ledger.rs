@@ -5,7 +5,7 @@
 use engine::{Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, Sequenced};
 use ledger::{AssetSpec, Pool};
 
-use crate::machine::CpuTimes;
+use crate::machine::{others_share_since, CpuTimes};
 use crate::measure::{ops_per_sec, run_latency, run_throughput, Percentiles, Row};
 use crate::scenarios::engine::row_fastest;
 use crate::scenarios::{Length, Options, Report};
@@ -87,9 +87,7 @@ pub fn run(options: &Options) -> Report {
         ops_per_sec: ops_per_sec(count, elapsed),
         offered_per_sec: None,
         latency: Percentiles::from_samples(&timed.samples_ns),
-        others_cpu_share: CpuTimes::now()
-            .zip(cpu_before)
-            .map(|(after, before)| before.others_share_until(&after)),
+        others_cpu_share: others_share_since(cpu_before),
     };
     let notes = vec![
         format!(
