@@ -441,8 +441,9 @@ impl Model {
     }
 }
 
-/// Runs the workload, checks it, and returns the number of top-ups it made.
-fn run_case(seed: u64, commands: usize) -> usize {
+/// Runs the workload, checks it, and returns the number of incidents and of top-ups it made
+/// (a short run may have none; the fixed long run must have both).
+fn run_case(seed: u64, commands: usize) -> (usize, usize) {
     let mut m = Model::new(seed);
     for _ in 0..commands {
         m.step();
@@ -502,11 +503,8 @@ fn run_case(seed: u64, commands: usize) -> usize {
     let paid = count(|e| matches!(e, ExchangeEvent::WithdrawalCompleted { .. }));
     let incidents = count(|e| matches!(e, ExchangeEvent::Custody(CustodyEvent::IncidentOpened(_))));
     let top_ups = count(|e| matches!(e, ExchangeEvent::Custody(CustodyEvent::ToppedUp { .. })));
-    assert!(
-        paid > 0 && incidents > 0,
-        "seed {seed}: the workload paid {paid} withdrawals, opened {incidents} incidents"
-    );
-    top_ups
+    assert!(paid > 0, "seed {seed}: the workload paid no withdrawal");
+    (incidents, top_ups)
 }
 
 fn address_text(account: AccountId, asset: AssetId) -> String {
@@ -525,7 +523,8 @@ proptest! {
 /// A fixed long run, so that a regression shows with a stable seed.
 #[test]
 fn fixed_seed_long_run() {
-    let top_ups = run_case(42, 10_000);
+    let (incidents, top_ups) = run_case(42, 10_000);
+    assert!(incidents > 0, "the long run opened incidents");
     assert!(top_ups > 0, "the long run topped up customer losses");
 }
 
