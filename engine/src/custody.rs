@@ -1011,12 +1011,10 @@ impl Exchange {
         observed_units: AmountUnits,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        let Some(spec) = self.ledger.asset(asset) else {
-            return reject(out, None, RejectReason::UnknownAsset);
+        let spec = match self.asset_held_at(asset, location) {
+            Ok(spec) => spec,
+            Err(reason) => return reject(out, None, reason),
         };
-        if !spec.holds_at(location) {
-            return reject(out, None, RejectReason::InvalidLocation);
-        }
         if observed_units < 0 {
             return reject(out, None, RejectReason::AmountNotPositive);
         }
@@ -1147,11 +1145,8 @@ impl Exchange {
         operator: OperatorId,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        let Some(spec) = self.ledger.asset(asset) else {
-            return reject(out, None, RejectReason::UnknownAsset);
-        };
-        if !spec.holds_at(location) {
-            return reject(out, None, RejectReason::InvalidLocation);
+        if let Err(reason) = self.asset_held_at(asset, location) {
+            return reject(out, None, reason);
         }
         if amount_units <= 0 {
             return reject(out, None, RejectReason::AmountNotPositive);
@@ -1187,6 +1182,19 @@ impl Exchange {
         if let Some(alert) = self.hot_cap_alert(asset) {
             out.push(ExchangeEvent::Alert(alert));
         }
+    }
+
+    /// The asset's spec, if it exists and can be held at `location`.
+    fn asset_held_at(
+        &self,
+        asset: AssetId,
+        location: Location,
+    ) -> Result<&AssetSpec, RejectReason> {
+        let spec = self.ledger.asset(asset).ok_or(RejectReason::UnknownAsset)?;
+        if !spec.holds_at(location) {
+            return Err(RejectReason::InvalidLocation);
+        }
+        Ok(spec)
     }
 
     fn account_and_asset(&self, account: AccountId, asset: AssetId) -> Result<(), RejectReason> {
