@@ -113,6 +113,17 @@ impl StpName {
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CancelAllAfterMsg {
+    pub req_id: Option<u64>,
+    /// Milliseconds from now; 0 disarms the switch.
+    pub timeout_ms: u64,
+}
+
+/// The longest dead-man's switch timeout: ten minutes.
+pub const CANCEL_ALL_AFTER_MAX_MS: u64 = 600_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subscribe {
     pub req_id: Option<u64>,
     pub channels: Vec<String>,
@@ -212,6 +223,8 @@ pub enum Request {
     Ping(Plain),
     /// The logged-in account's open orders.
     OpenOrders(Plain),
+    /// The dead-man's switch: cancel every open order of the account unless refreshed in time.
+    CancelAllAfter(CancelAllAfterMsg),
     /// Deposits, withdrawals, halts, cold → hot approvals, top-ups (gateway::custody).
     Custody(crate::custody::CustodyRequest),
 }
@@ -256,6 +269,7 @@ pub fn parse(text: &str) -> Result<Request, ApiError> {
         "resume" => typed(body(object)).map(Request::Resume),
         "ping" => typed(body(object)).map(Request::Ping),
         "open_orders" => typed(body(object)).map(Request::OpenOrders),
+        "cancel_all_after" => typed(body(object)).map(Request::CancelAllAfter),
         other => match crate::custody::CustodyRequest::parse(other, body(object)) {
             Some(request) => request.map(Request::Custody),
             None => Err(ApiError::new(

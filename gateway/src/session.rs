@@ -63,6 +63,8 @@ struct Session {
     token_next: u32,
     bucket: TokenBucket,
     violations: u32,
+    /// The dead-man's switch: when it expires, every open order of the account is cancelled.
+    cancel_all_at: Option<tokio::time::Instant>,
 }
 
 enum Flow {
@@ -95,6 +97,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
         token_next: 0,
         bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
         violations: 0,
+        cancel_all_at: None,
     };
     let (mut sink, mut stream) = socket.split();
     let idle = Duration::from_secs(limits.idle_timeout_secs);
@@ -141,6 +144,15 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
                 }
             }
             _ = kill.notified() => break Some((1008, "slow_consumer")),
+            _ = until(session.cancel_all_at) => {
+                session.cancel_all_at = None;
+                let notice = session.dead_man_fired();
+                match timed(sink.send(Message::Text(notice.to_string().into()))).await {
+                    Sent::Done => {}
+                    Sent::Failed => break None,
+                    Sent::Stalled => break Some((1008, "slow_consumer")),
+                }
+            }
             _ = ping.tick() => {
                 if heard.elapsed() > idle {
                     break Some((1001, "idle_timeout"));
@@ -169,6 +181,14 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
         .await;
     }
     session.finish();
+}
+
+/// Waits until `at`, or forever when there is no deadline.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A write that cannot complete within this long means the peer stopped reading: its socket
@@ -268,6 +288,24 @@ impl Session {
     fn request(&mut self, request: Request) -> Result<Vec<Value>, ApiError> {
         match request {
             Request::Ping(p) => Ok(vec![json!({"type": "pong", "req_id": p.req_id})]),
+            Request::CancelAllAfter(m) => {
+                self.trader().map_err(|e| with(e, m.req_id))?;
+                if m.timeout_ms > protocol::CANCEL_ALL_AFTER_MAX_MS {
+                    let error = ApiError::new(
+                        "invalid_field",
+                        format!(
+                            "field `timeout_ms` must be at most {} (0 disarms)",
+                            protocol::CANCEL_ALL_AFTER_MAX_MS
+                        ),
+                    );
+                    return Err(with(error, m.req_id));
+                }
+                self.cancel_all_at = (m.timeout_ms > 0)
+                    .then(|| tokio::time::Instant::now() + Duration::from_millis(m.timeout_ms));
+                Ok(vec![json!({
+                    "type": "ack", "req_id": m.req_id, "cancel_all_after_ms": m.timeout_ms,
+                })])
+            }
             Request::OpenOrders(p) => {
                 let principal = self.principal.as_ref().ok_or_else(|| {
                     with(
@@ -396,6 +434,21 @@ impl Session {
                 )
             }
         }
+    }
+
+    /// The switch expired: cancel the account's open orders, as cancel-on-disconnect does, and
+    /// say so. The mass cancel's own acknowledgement follows with `req_id` null.
+    fn dead_man_fired(&mut self) -> Value {
+        let Some(principal) = self.principal.clone() else {
+            return json!({"type": "cancel_all_triggered"});
+        };
+        let command = Command::MassCancel {
+            account: principal.account,
+            instrument: None,
+            side: None,
+        };
+        let submitted = self.submit(None, ExchangeCommand::Trade(command)).is_ok();
+        json!({"type": "cancel_all_triggered", "submitted": submitted})
     }
 
     fn role(&self) -> Option<Role> {

@@ -487,3 +487,50 @@ async fn open_orders_lists_price_and_remaining_quantity_also_after_a_restart() {
     assert_eq!(listed["orders"], expected, "the list survived the restart");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_all_after_cancels_unless_refreshed_or_disarmed() {
+    let dir = TempDir::new("dead-man");
+    let (server, addr) = start(config(dir.path())).await;
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    let too_long = alice
+        .request(json!({"type": "cancel_all_after", "timeout_ms": 600_001}))
+        .await;
+    assert_eq!(too_long["code"], "invalid_field");
+    alice.order(json!({"side": "buy", "order_type": "limit", "price": "14900000", "qty": "1", "client_order_id": 1})).await;
+    // Armed, then disarmed: the order outlives the timeout.
+    let armed = alice
+        .request(json!({"type": "cancel_all_after", "timeout_ms": 200}))
+        .await;
+    assert_eq!(armed["cancel_all_after_ms"], 200, "{armed}");
+    alice
+        .request(json!({"type": "cancel_all_after", "timeout_ms": 0}))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let open = alice.request(json!({"type": "open_orders"})).await;
+    assert_eq!(open["orders"].as_array().unwrap().len(), 1, "{open}");
+    // Refreshed in time, it does not fire; left alone, it cancels everything.
+    for _ in 0..4 {
+        alice
+            .request(json!({"type": "cancel_all_after", "timeout_ms": 300}))
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let open = alice.request(json!({"type": "open_orders"})).await;
+    assert_eq!(open["orders"].as_array().unwrap().len(), 1, "{open}");
+    alice.until(|m| m["type"] == "cancel_all_triggered").await;
+    alice
+        .until(|m| m["type"] == "execution" && m["exec"] == "cancelled" && m["leaves_qty"] == "0")
+        .await;
+    let open = alice.request(json!({"type": "open_orders"})).await;
+    assert_eq!(open["orders"], json!([]));
+    // Only a trader key has orders to protect.
+    let mut operator = Client::connect(addr).await;
+    operator.login_as("operator", false).await;
+    let refused = operator
+        .request(json!({"type": "cancel_all_after", "timeout_ms": 100}))
+        .await;
+    assert_eq!(refused["code"], "forbidden");
+    server.shutdown().await.unwrap();
+}
