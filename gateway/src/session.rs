@@ -51,6 +51,12 @@ impl TokenBucket {
         }
         Err((((1.0 - self.tokens) / self.rate) * 1_000.0).ceil() as u64)
     }
+
+    /// Whole requests that could be made now without waiting (takes nothing).
+    pub fn remaining(&self, now: Instant) -> u64 {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        (self.tokens + elapsed * self.rate).min(self.burst).floor() as u64
+    }
 }
 
 struct Session {
@@ -612,7 +618,21 @@ impl Session {
         self.shared
             .metrics
             .latency(started.elapsed().as_micros() as u64);
-        ack_json(&self.shared.exchange, req_id, seq, events)
+        let mut reply = ack_json(&self.shared.exchange, req_id, seq, events);
+        reply["rate_remaining"] = json!(self.rate_remaining());
+        reply
+    }
+
+    /// The remaining allowance: what the tighter of the connection's and the account's buckets
+    /// would let through right now.
+    fn rate_remaining(&self) -> u64 {
+        let now = Instant::now();
+        let connection = self.bucket.remaining(now);
+        let account = self.principal.as_ref().and_then(|p| {
+            let buckets = self.shared.account_buckets.lock();
+            buckets.get(&p.account).map(|b| b.remaining(now))
+        });
+        account.map_or(connection, |a| a.min(connection))
     }
 
     fn finish(&mut self) {

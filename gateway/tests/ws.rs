@@ -534,3 +534,22 @@ async fn cancel_all_after_cancels_unless_refreshed_or_disarmed() {
     assert_eq!(refused["code"], "forbidden");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_carry_the_remaining_rate_allowance() {
+    let dir = TempDir::new("allowance");
+    let mut config = config(dir.path());
+    config.limits.connection_rate_per_sec = 1;
+    config.limits.connection_burst = 10;
+    let (server, addr) = start(config).await;
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await; // one of ten taken
+    let mut seen = Vec::new();
+    for id in 1..=3 {
+        let ack = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14900000", "qty": "0.0001", "client_order_id": id})).await;
+        seen.push(ack["rate_remaining"].as_u64().expect("rate_remaining"));
+    }
+    // 10 − login − each order, give or take a token refilled at 1 per second while the test ran.
+    assert!(seen[0] <= 8 && seen[2] < seen[0], "{seen:?}");
+    server.shutdown().await.unwrap();
+}
