@@ -83,6 +83,8 @@ pub mod tag {
     pub const USERNAME: u32 = 553;
     pub const PASSWORD: u32 = 554;
     pub const LAST_LIQUIDITY_IND: u32 = 851;
+    /// Kinko's own (user-defined range), in Logon only.
+    pub const CANCEL_ORDERS_ON_DISCONNECT: u32 = 8013;
 }
 
 /// Administrative message types: never resent, gap-filled instead.

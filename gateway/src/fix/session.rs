@@ -14,7 +14,9 @@
 //!   checked for CompIDs (Reject 9 + Logout), SendingTime (Reject 10 + Logout), and its MsgSeqNum:
 //!   too high queues it and sends one ResendRequest; too low without PossDupFlag is a Logout and
 //!   a disconnect; too low with PossDupFlag is ignored (OrigSendingTime checked);
-//! * silence for HeartBtInt × 1.2 brings a TestRequest, for × 2.4 a disconnect.
+//! * silence for HeartBtInt × 1.2 brings a TestRequest, for × 2.4 a disconnect;
+//! * a connection whose Logon asked for cancel-on-disconnect (8013=Y, or the session's configured
+//!   default) cancels the account's open orders when it ends, however it ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,8 @@ struct Connection {
     held: Vec<Vec<u8>>,
     close: bool,
     bucket: TokenBucket,
+    /// Chosen at Logon: cancel the account's open orders when this connection ends.
+    cancel_on_disconnect: bool,
 }
 
 pub struct Session {
@@ -76,6 +80,8 @@ pub struct Session {
     store: Store,
     orders: OrderEntry,
     token_next: u32,
+    /// The token of a cancel-on-disconnect whose acknowledgement has not come back yet.
+    cancelling: Option<u64>,
     connection: Option<Connection>,
     out: Vec<u8>,
 }
@@ -93,6 +99,7 @@ impl Session {
             store,
             orders,
             token_next: 0,
+            cancelling: None,
             connection: None,
             out: Vec::new(),
         }
@@ -132,15 +139,48 @@ impl Session {
             held: Vec::new(),
             close: false,
             bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
+            cancel_on_disconnect: false,
         });
         self.out.clear();
     }
 
-    /// The connection is gone: keep what must survive.
+    /// The connection is gone: keep what must survive, and cancel the account's open orders when
+    /// its Logon asked for that. Any end counts — a Logout, a dropped socket, a timeout, shutdown.
     pub fn detach(&mut self) {
-        self.connection = None;
+        let logged_on = self.logged_on();
+        let connection = self.connection.take();
+        if logged_on && connection.is_some_and(|c| c.cancel_on_disconnect) {
+            self.cancel_on_disconnect();
+        }
         self.out.clear();
         self.persist();
+    }
+
+    /// The WebSocket API's cancel-on-disconnect, with a token of ours: the acknowledgement comes
+    /// back here, and the cancellations' ExecutionReports are numbered and stored like any other,
+    /// for the client to recover by resend.
+    fn cancel_on_disconnect(&mut self) {
+        let token = self.token_next();
+        tracing::info!(
+            "fix {}: cancel-on-disconnect: cancelling the open orders of account {}",
+            self.peer(),
+            self.principal.account
+        );
+        let submitted =
+            crate::session::cancel_on_disconnect(&self.shared, self.principal.account, token);
+        if submitted {
+            self.cancelling = Some(token);
+        }
+    }
+
+    /// A cancel-on-disconnect was submitted and its acknowledgement is still to come.
+    pub fn cancel_pending(&self) -> bool {
+        self.cancelling.is_some()
+    }
+
+    fn token_next(&mut self) -> u64 {
+        self.token_next = self.token_next.wrapping_add(1);
+        (self.hub_id << 32) | u64::from(self.token_next)
     }
 
     /// Syncs the store and saves the open orders' FIX state.
@@ -302,6 +342,14 @@ impl Session {
         if logon.get(tag::ENCRYPT_METHOD) != Some("0") {
             return self.refuse_logon("EncryptMethod(98) must be 0 (none)");
         }
+        let cancel_on_disconnect = match logon.get(tag::CANCEL_ORDERS_ON_DISCONNECT) {
+            Some(flag) => flag == "Y",
+            None => self.settings.cancel_on_disconnect(&peer),
+        };
+        if cancel_on_disconnect && self.principal.role != Role::Trader {
+            let text = "CancelOrdersOnDisconnect(8013)=Y needs a trader key";
+            return self.refuse_logon(text);
+        }
         let reset = logon.get(tag::RESET_SEQ_NUM_FLAG) == Some("Y");
         if reset {
             tracing::info!("fix {peer}: ResetSeqNumFlag=Y, sequence numbers back to 1");
@@ -315,6 +363,7 @@ impl Session {
         }
         let connection = self.connection.as_mut().expect("connected");
         connection.phase = Phase::LoggedOn;
+        connection.cancel_on_disconnect = cancel_on_disconnect;
         connection.heartbeat = Duration::from_secs(heartbeat_secs);
         connection.last_received = Instant::now();
         let mut body = Body::new("A");
@@ -325,7 +374,8 @@ impl Session {
         }
         self.send(body);
         tracing::info!(
-            "fix {peer}: logged on (account {}, HeartBtInt {heartbeat_secs})",
+            "fix {peer}: logged on (account {}, HeartBtInt {heartbeat_secs}, \
+             cancel-on-disconnect {cancel_on_disconnect})",
             self.principal.account
         );
         if seq > expected && !reset {
@@ -656,8 +706,7 @@ impl Session {
                 .refused(&pending, "rate limit exceeded; slow down", now);
             return self.send(body);
         }
-        self.token_next = self.token_next.wrapping_add(1);
-        let token = (self.hub_id << 32) | u64::from(self.token_next);
+        let token = self.token_next();
         self.orders.remember(token, pending);
         if self
             .shared
@@ -694,6 +743,9 @@ impl Session {
         let shared = self.shared.clone();
         let bodies = match outgoing {
             Outgoing::Ack { token, seq, events } => {
+                if self.cancelling == Some(token) {
+                    self.cancelling = None;
+                }
                 self.orders.on_ack(token, seq, &events, now_ns())
             }
             Outgoing::Event {
