@@ -1,5 +1,6 @@
 //! The Logon's options against the real server: cancel-on-disconnect (CancelOrdersOnDisconnect
-//! 8013, and its per-session default in `[fix.sessions]`).
+//! 8013, and its per-session default in `[fix.sessions]`) and the signature logon (an HMAC of the
+//! Logon's header in RawData(96) instead of Password(554)).
 //!
 //! BTC/JPY in the default configuration: tick 1 JPY, lot 0.0001 BTC, reference 15,000,000 JPY.
 
@@ -13,6 +14,7 @@ use common::*;
 use fixclient::*;
 use gateway::config::{FixSessionSettings, ServeConfig};
 use gateway::fix::codec::Message;
+use gateway::fix::time::{format_timestamp, now_ns};
 use serde_json::{json, Value};
 
 const T: &str = "20240101-00:00:00";
@@ -274,5 +276,210 @@ async fn cancel_on_disconnect_needs_a_trader_key() {
         logout.text()
     );
     assert!(bad.until_closed().await.is_empty());
+    server.shutdown().await.unwrap();
+}
+
+// ---- The signature logon ----
+
+/// `hex(HMAC-SHA256(secret, 52|35|34|49|56))`, as docs/API.md tells a client to compute it.
+fn signature(secret: &str, sending_time: &str, seq: u64, sender: &str, target: &str) -> String {
+    let prehash =
+        gateway::auth::fix_logon_prehash(sending_time, "A", &seq.to_string(), sender, target);
+    gateway::auth::sign_message(secret, prehash.as_bytes())
+}
+
+/// A Logon from `sender` at MsgSeqNum `seq` sent at `sending_time`, with Username(553) =
+/// `username` and `signature` in RawData(96).
+fn signed_logon(
+    sender: &str,
+    seq: u64,
+    sending_time: &str,
+    username: &str,
+    signature: &str,
+) -> Vec<u8> {
+    let seq = seq.to_string();
+    let length = signature.len().to_string();
+    gateway::fix::codec::message(&[
+        (35, "A"),
+        (34, &seq),
+        (49, sender),
+        (52, sending_time),
+        (56, ACCEPTOR),
+        (98, "0"),
+        (108, "30"),
+        (553, username),
+        (95, &length),
+        (96, signature),
+    ])
+}
+
+/// A well-signed Logon of demo key `name` at MsgSeqNum `seq`, sent now.
+fn good_logon(name: &str, seq: u64) -> Vec<u8> {
+    let key = format!("demo-{name}");
+    let sent = now();
+    let sig = signature(&format!("{key}-secret"), &sent, seq, &key, ACCEPTOR);
+    signed_logon(&key, seq, &sent, &key, &sig)
+}
+
+/// Sends `bytes` as the first message of a new connection and expects a Logout whose Text holds
+/// `why`, then the end of the connection.
+async fn refused(addr: SocketAddr, name: &str, bytes: &[u8], why: &str) {
+    let mut client = FixClient::connect(addr, name).await;
+    client.send_raw(bytes).await;
+    let logout = client.next().await.expect("a Logout");
+    assert_eq!(logout.msg_type(), "5", "{}", logout.text());
+    let text = logout.get(58).unwrap_or("");
+    assert!(text.contains(why), "expected {why:?} in {}", logout.text());
+    assert!(client.until_closed().await.is_empty(), "closed after it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_logon_is_bound_to_the_keys_account_and_role() {
+    let dir = TempDir::new("fix-signed");
+    let (server, http) = start(config(dir.path())).await;
+    let mut watcher = Client::connect(http).await;
+    watcher.login_as("alice", false).await;
+    let mut alice = FixClient::connect(server.fix, "alice").await;
+    alice.send_raw(&good_logon("alice", 1)).await;
+    let logon = alice.next().await.expect("a Logon answer");
+    assert_fields(&logon, &[(35, "A"), (34, "1"), (108, "30")]);
+    alice.seq_out = 2;
+    alice.send("D", &limit("77", "2", "0.1", "15100000")).await;
+    report(&mut alice, "77", "0").await;
+    // The order is alice's: her WebSocket connection hears of it.
+    let accepted = watcher
+        .until(|m| m["type"] == "execution" && m["exec"] == "accepted")
+        .await;
+    assert_eq!(accepted["client_order_id"], json!(77), "{accepted}");
+    assert_eq!(accepted["account"], json!(0), "{accepted}");
+
+    // An operator key signs on too, and still cannot trade.
+    let mut operator = FixClient::connect(server.fix, "operator").await;
+    operator.send_raw(&good_logon("operator", 1)).await;
+    assert_eq!(operator.next().await.unwrap().msg_type(), "A");
+    operator.seq_out = 2;
+    operator
+        .send("D", &limit("1", "2", "0.1", "15100000"))
+        .await;
+    let reject = operator.until_type("j").await;
+    assert_fields(&reject, &[(380, "6"), (372, "D")]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_logons_that_are_refused_and_the_session_after_them() {
+    let dir = TempDir::new("fix-signed-refused");
+    let (server, http) = start(config(dir.path())).await;
+    let addr = server.fix;
+    let (key, secret) = ("demo-alice", "demo-alice-secret");
+    let sent = now();
+
+    // Signed with another secret.
+    let sig = signature("demo-bob-secret", &sent, 1, key, ACCEPTOR);
+    let wrong_secret = signed_logon(key, 1, &sent, key, &sig);
+    refused(
+        addr,
+        "alice",
+        &wrong_secret,
+        "RawData(96) is not the signature",
+    )
+    .await;
+    // Another key named in Username, with that key's own good signature.
+    let sig = signature("demo-bob-secret", &sent, 1, "demo-bob", ACCEPTOR);
+    let wrong_key = signed_logon(key, 1, &sent, "demo-bob", &sig);
+    refused(
+        addr,
+        "alice",
+        &wrong_key,
+        "Username(553) must be the API key",
+    )
+    .await;
+    // Signed over other values than the ones sent: MsgSeqNum, TargetCompID, SendingTime.
+    let sig = signature(secret, &sent, 2, key, ACCEPTOR);
+    let other_seq = signed_logon(key, 1, &sent, key, &sig);
+    refused(
+        addr,
+        "alice",
+        &other_seq,
+        "RawData(96) is not the signature",
+    )
+    .await;
+    let sig = signature(secret, &sent, 1, key, "OTHER");
+    let other_target = signed_logon(key, 1, &sent, key, &sig);
+    refused(
+        addr,
+        "alice",
+        &other_target,
+        "RawData(96) is not the signature",
+    )
+    .await;
+    let earlier = format_timestamp(now_ns() - 1_000_000_000);
+    let sig = signature(secret, &earlier, 1, key, ACCEPTOR);
+    let other_time = signed_logon(key, 1, &sent, key, &sig);
+    refused(
+        addr,
+        "alice",
+        &other_time,
+        "RawData(96) is not the signature",
+    )
+    .await;
+    // Not hex at all.
+    let garbage = signed_logon(key, 1, &sent, key, &"zz".repeat(32));
+    refused(addr, "alice", &garbage, "RawData(96) is not the signature").await;
+    // Well signed, but 40 s old: inside the SendingTime accuracy (120 s), outside the login
+    // window (30 s).
+    let stale = format_timestamp(now_ns() - 40_000_000_000);
+    let sig = signature(secret, &stale, 1, key, ACCEPTOR);
+    let stale = signed_logon(key, 1, &stale, key, &sig);
+    refused(addr, "alice", &stale, "outside the signature window").await;
+    // Password and signature at once; a signature without RawDataLength.
+    let sig = signature(secret, &sent, 1, key, ACCEPTOR);
+    let both = gateway::fix::codec::message(&[
+        (35, "A"),
+        (34, "1"),
+        (49, key),
+        (52, &sent),
+        (56, ACCEPTOR),
+        (98, "0"),
+        (108, "30"),
+        (553, key),
+        (554, secret),
+        (95, "64"),
+        (96, &sig),
+    ]);
+    refused(addr, "alice", &both, "not both").await;
+    let unmeasured = gateway::fix::codec::message(&[
+        (35, "A"),
+        (34, "1"),
+        (49, key),
+        (52, &sent),
+        (56, ACCEPTOR),
+        (98, "0"),
+        (108, "30"),
+        (553, key),
+        (96, &sig),
+    ]);
+    refused(addr, "alice", &unmeasured, "RawDataLength(95)").await;
+
+    // None of that touched the session: a good signature logs on at MsgSeqNum 1, and trades.
+    let mut alice = FixClient::connect(addr, "alice").await;
+    let good = good_logon("alice", 1);
+    alice.send_raw(&good).await;
+    let logon = alice.next().await.expect("a Logon answer");
+    assert_eq!(logon.msg_type(), "A", "{}", logon.text());
+    alice.seq_out = 2;
+    alice.send("D", &limit("1", "2", "0.1", "15100000")).await;
+    report(&mut alice, "1", "0").await;
+    alice.send("5", &[]).await;
+    alice.until_type("5").await;
+    assert!(alice.until_closed().await.is_empty());
+    // The same signed Logon played again is refused, even though it is still in the window.
+    refused(addr, "alice", &good, "not later than the last signed Logon").await;
+    // The server goes on for everyone: bob logs on with a password, a WebSocket client pings.
+    let mut bob = FixClient::connect(addr, "bob").await;
+    bob.logon(30, false).await;
+    bob.ping("still-here").await;
+    let mut ws = Client::connect(http).await;
+    assert_eq!(ws.request(json!({"type": "ping"})).await["type"], "pong");
     server.shutdown().await.unwrap();
 }

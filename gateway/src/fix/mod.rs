@@ -58,6 +58,8 @@ pub mod tag {
     pub const TEXT: u32 = 58;
     pub const TIME_IN_FORCE: u32 = 59;
     pub const TRANSACT_TIME: u32 = 60;
+    pub const RAW_DATA_LENGTH: u32 = 95;
+    pub const RAW_DATA: u32 = 96;
     pub const ENCRYPT_METHOD: u32 = 98;
     pub const STOP_PX: u32 = 99;
     pub const CXL_REJ_REASON: u32 = 102;

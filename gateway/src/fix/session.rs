@@ -30,7 +30,7 @@ use super::orders::{OrderEntry, Outcome};
 use super::store::Store;
 use super::time::{format_timestamp, now_ns, parse_timestamp};
 use super::{is_admin, tag};
-use crate::auth::Principal;
+use crate::auth::{fix_logon_prehash, Principal};
 use crate::config::{FixSettings, Role};
 use crate::hub::{Outgoing, Shared};
 use crate::session::TokenBucket;
@@ -82,6 +82,8 @@ pub struct Session {
     token_next: u32,
     /// The token of a cancel-on-disconnect whose acknowledgement has not come back yet.
     cancelling: Option<u64>,
+    /// The SendingTime of the last signed Logon accepted: a signed Logon must be later.
+    signed_sending_time_last_ns: Option<u64>,
     connection: Option<Connection>,
     out: Vec<u8>,
 }
@@ -100,6 +102,7 @@ impl Session {
             orders,
             token_next: 0,
             cancelling: None,
+            signed_sending_time_last_ns: None,
             connection: None,
             out: Vec::new(),
         }
@@ -312,17 +315,9 @@ impl Session {
 
     fn on_logon(&mut self, logon: &Message) {
         let peer = self.peer().to_string();
-        let username = logon.get(tag::USERNAME).unwrap_or("");
-        let password = logon.get(tag::PASSWORD).unwrap_or("");
-        let authentic = username == peer
-            && self
-                .shared
-                .keys
-                .check_password(&peer, password)
-                .is_ok_and(|p| p == self.principal);
-        if !authentic {
-            tracing::warn!("fix {peer}: logon refused: wrong Username(553) or Password(554)");
-            return self.refuse_logon("Logon refused: wrong Username(553) or Password(554)");
+        if let Err(text) = self.check_credentials(logon) {
+            tracing::warn!("fix {peer}: {text}");
+            return self.refuse_logon(text);
         }
         if !self.sending_time_ok(logon) {
             return self.refuse_logon("SendingTime accuracy problem");
@@ -383,6 +378,79 @@ impl Session {
         } else {
             self.incr_target();
         }
+    }
+
+    /// Username(553) and either Password(554) or a signature in RawData(96): `Err` is the
+    /// Logout's Text. Nothing changes here but the last signed SendingTime, on success.
+    fn check_credentials(&mut self, logon: &Message) -> Result<(), &'static str> {
+        let peer = self.peer();
+        let username = logon.get(tag::USERNAME).unwrap_or("");
+        let password = logon.get(tag::PASSWORD);
+        let signature = logon.raw(tag::RAW_DATA);
+        if password.is_some() && signature.is_some() {
+            return Err(
+                "Logon refused: send Password(554) or a signature in RawData(96), not both",
+            );
+        }
+        let Some(signature) = signature else {
+            let authentic = username == peer
+                && self
+                    .shared
+                    .keys
+                    .check_password(peer, password.unwrap_or(""))
+                    .is_ok_and(|p| p == self.principal);
+            if !authentic {
+                return Err("Logon refused: wrong Username(553) or Password(554)");
+            }
+            return Ok(());
+        };
+        if username != peer {
+            return Err("Logon refused: Username(553) must be the API key in SenderCompID(49)");
+        }
+        let length = logon.get(tag::RAW_DATA_LENGTH).and_then(|l| l.parse().ok());
+        if length != Some(signature.len()) {
+            return Err("Logon refused: RawDataLength(95) must be the length of RawData(96)");
+        }
+        let sent_ns = self.signed_sending_time(logon)?;
+        let field = |tag: u32| logon.get(tag).unwrap_or("");
+        let prehash = fix_logon_prehash(
+            field(tag::SENDING_TIME),
+            field(tag::MSG_TYPE),
+            field(tag::MSG_SEQ_NUM),
+            field(tag::SENDER_COMP_ID),
+            field(tag::TARGET_COMP_ID),
+        );
+        let signed = std::str::from_utf8(signature).ok().is_some_and(|sig| {
+            self.shared
+                .keys
+                .check_signature(peer, prehash.as_bytes(), sig)
+                .is_ok_and(|p| p == self.principal)
+        });
+        if !signed {
+            return Err("Logon refused: RawData(96) is not the signature of this Logon");
+        }
+        self.signed_sending_time_last_ns = Some(sent_ns);
+        Ok(())
+    }
+
+    /// A signed Logon's SendingTime: inside the login window, and later than the last signed
+    /// Logon's, so that a Logon overheard on the wire cannot be played again.
+    fn signed_sending_time(&self, logon: &Message) -> Result<u64, &'static str> {
+        let window_ns = self.shared.keys.window_ms() * 1_000_000;
+        let sent_ns = logon
+            .get(tag::SENDING_TIME)
+            .and_then(parse_timestamp)
+            .filter(|sent| sent.abs_diff(now_ns()) <= window_ns)
+            .ok_or(
+                "Logon refused: SendingTime(52) is outside the signature window; check the clock",
+            )?;
+        if self
+            .signed_sending_time_last_ns
+            .is_some_and(|last| sent_ns <= last)
+        {
+            return Err("Logon refused: SendingTime(52) is not later than the last signed Logon's");
+        }
+        Ok(sent_ns)
     }
 
     fn refuse_logon(&mut self, text: &str) {
