@@ -140,7 +140,7 @@ pub fn run_fixed_rate(count: usize, rate_per_sec: u64, mut step: impl FnMut(usiz
 
 /// The scheduled times `i × 10⁹ / rate` ns, exactly, without a division per step: a 64-bit
 /// division costs tens of cycles and a 128-bit one a call, and both would land in every sample.
-struct Schedule {
+pub struct Schedule {
     rate_per_sec: u64,
     period_ns: u64,
     period_remainder: u64,
@@ -149,7 +149,7 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(rate_per_sec: u64) -> Schedule {
+    pub fn new(rate_per_sec: u64) -> Schedule {
         assert!(rate_per_sec > 0, "a fixed rate must be positive");
         Schedule {
             rate_per_sec,
@@ -162,7 +162,7 @@ impl Schedule {
 
     /// The scheduled time of the next step, from the start of the run.
     #[inline]
-    fn next_ns(&mut self) -> u64 {
+    pub fn next_ns(&mut self) -> u64 {
         let scheduled_ns = self.next_ns;
         self.next_ns += self.period_ns;
         self.remainder += self.period_remainder;
@@ -172,6 +172,12 @@ impl Schedule {
         }
         scheduled_ns
     }
+}
+
+/// The scheduled time of step `step` at `rate_per_sec`, as [`Schedule`] gives it: for whoever
+/// learns of a step's completion away from the loop that scheduled it (a reader thread).
+pub fn scheduled_ns(step: u64, rate_per_sec: u64) -> u64 {
+    (u128::from(step) * u128::from(NS_PER_SEC) / u128::from(rate_per_sec)) as u64
 }
 
 /// How often the platform takes the CPU away from a spinning thread (timer ticks, the hypervisor,
@@ -274,9 +280,11 @@ mod tests {
     fn schedule_is_exact_without_dividing_per_step() {
         for rate_per_sec in [1, 3, 125_000, 1_000_000, 7_000_001] {
             let mut schedule = Schedule::new(rate_per_sec);
-            for i in 0..10_000u128 {
-                let exact_ns = (i * u128::from(NS_PER_SEC) / u128::from(rate_per_sec)) as u64;
+            for i in 0..10_000u64 {
+                let exact_ns =
+                    (u128::from(i) * u128::from(NS_PER_SEC) / u128::from(rate_per_sec)) as u64;
                 assert_eq!(schedule.next_ns(), exact_ns, "step {i} at {rate_per_sec}/s");
+                assert_eq!(scheduled_ns(i, rate_per_sec), exact_ns);
             }
         }
     }

@@ -2,6 +2,10 @@
 //! `sig = hex(HMAC-SHA256(secret, "{key}{ts}{nonce}"))`. Refused: an unknown key, a timestamp
 //! outside the window, a nonce not greater than the last one accepted for that key, a wrong
 //! signature. The comparison is constant-time; secrets are never logged or echoed.
+//!
+//! A FIX Logon signs with the same HMAC: `hex(HMAC-SHA256(secret, prehash))` in RawData(96), the
+//! prehash being the Logon's own header fields ([`fix_logon_prehash`]); the FIX session checks its
+//! SendingTime against the same window ([`Keys::window_ms`]).
 
 use std::collections::HashMap;
 
@@ -96,12 +100,11 @@ impl Keys {
         if ts_ms.abs_diff(now_ms) > self.window_ms {
             return Err(LoginError::StaleTimestamp);
         }
-        let signature = decode_hex(sig_hex).ok_or(LoginError::BadSignature)?;
-        let mut mac = HmacSha256::new_from_slice(entry.config.secret.as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(login_message(key, ts_ms, nonce).as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| LoginError::BadSignature)?;
+        verify(
+            &entry.config.secret,
+            login_message(key, ts_ms, nonce).as_bytes(),
+            sig_hex,
+        )?;
         if entry.nonce_last.is_some_and(|last| nonce <= last) {
             return Err(LoginError::ReusedNonce);
         }
@@ -115,6 +118,29 @@ impl Keys {
 }
 
 impl Keys {
+    /// How far a login's timestamp may be from the server's clock.
+    pub fn window_ms(&self) -> u64 {
+        self.window_ms
+    }
+
+    /// A FIX signature logon: `sig_hex` must be `hex(HMAC-SHA256(secret, message))` with `key`'s
+    /// secret. The caller checks the timestamp inside `message` and that it is not a replay.
+    pub fn check_signature(
+        &self,
+        key: &str,
+        message: &[u8],
+        sig_hex: &str,
+    ) -> Result<Principal, LoginError> {
+        let keys = self.keys.lock();
+        let entry = keys.get(key).ok_or(LoginError::UnknownKey)?;
+        verify(&entry.config.secret, message, sig_hex)?;
+        Ok(Principal {
+            key: key.to_string(),
+            account: entry.account,
+            role: entry.config.role,
+        })
+    }
+
     /// The account and role a key is bound to, without checking anything.
     pub fn principal(&self, key: &str) -> Option<Principal> {
         let keys = self.keys.lock();
@@ -153,10 +179,43 @@ pub fn login_message(key: &str, ts_ms: u64, nonce: u64) -> String {
     format!("{key}{ts_ms}{nonce}")
 }
 
+/// What a FIX signature logon signs: SendingTime(52), MsgType(35), MsgSeqNum(34),
+/// SenderCompID(49) and TargetCompID(56), exactly as the Logon carries them, joined with SOH.
+pub fn fix_logon_prehash(
+    sending_time: &str,
+    msg_type: &str,
+    msg_seq_num: &str,
+    sender_comp_id: &str,
+    target_comp_id: &str,
+) -> String {
+    [
+        sending_time,
+        msg_type,
+        msg_seq_num,
+        sender_comp_id,
+        target_comp_id,
+    ]
+    .join("\u{1}")
+}
+
+/// Checks `sig_hex` against `hex(HMAC-SHA256(secret, message))`, in constant time.
+fn verify(secret: &str, message: &[u8], sig_hex: &str) -> Result<(), LoginError> {
+    let signature = decode_hex(sig_hex).ok_or(LoginError::BadSignature)?;
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.verify_slice(&signature)
+        .map_err(|_| LoginError::BadSignature)
+}
+
 /// The signature a client computes (used by tests and the example clients).
 pub fn sign(secret: &str, key: &str, ts_ms: u64, nonce: u64) -> String {
+    sign_message(secret, login_message(key, ts_ms, nonce).as_bytes())
+}
+
+/// `hex(HMAC-SHA256(secret, message))`: a WebSocket login's `sig`, a FIX Logon's RawData(96).
+pub fn sign_message(secret: &str, message: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(login_message(key, ts_ms, nonce).as_bytes());
+    mac.update(message);
     mac.finalize()
         .into_bytes()
         .iter()
@@ -199,6 +258,47 @@ mod tests {
         assert_eq!(
             keys.principal("demo-operator").unwrap().role,
             Role::Operator
+        );
+    }
+
+    #[test]
+    fn fix_signature_is_the_hmac_of_the_prehash() {
+        let keys = Keys::new(&default_config());
+        let prehash = fix_logon_prehash("20261123-13:00:34.409", "A", "1", "demo-alice", "KINKO");
+        assert_eq!(
+            prehash,
+            "20261123-13:00:34.409\u{1}A\u{1}1\u{1}demo-alice\u{1}KINKO"
+        );
+        let sig = sign_message("demo-alice-secret", prehash.as_bytes());
+        assert_eq!(sig.len(), 64);
+        let p = keys
+            .check_signature("demo-alice", prehash.as_bytes(), &sig)
+            .unwrap();
+        assert_eq!((p.account, p.role), (0, Role::Trader));
+        let upper = sig.to_uppercase();
+        assert!(keys
+            .check_signature("demo-alice", prehash.as_bytes(), &upper)
+            .is_ok());
+        let other = fix_logon_prehash("20261123-13:00:34.409", "A", "2", "demo-alice", "KINKO");
+        assert_eq!(
+            keys.check_signature("demo-alice", other.as_bytes(), &sig),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.check_signature("demo-bob", prehash.as_bytes(), &sig),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.check_signature("demo-alice", prehash.as_bytes(), &sig[..62]),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.check_signature("demo-alice", prehash.as_bytes(), "é"),
+            Err(LoginError::BadSignature)
+        );
+        assert_eq!(
+            keys.check_signature("nobody", prehash.as_bytes(), &sig),
+            Err(LoginError::UnknownKey)
         );
     }
 

@@ -131,6 +131,27 @@ pub struct FixSettings {
     /// A connection must log on within this, and a Logout be answered within `logout_timeout_secs`.
     pub logon_timeout_secs: u64,
     pub logout_timeout_secs: u64,
+    /// Per-session defaults, by SenderCompID (an API key): `[fix.sessions.demo-alice]`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sessions: BTreeMap<String, FixSessionSettings>,
+}
+
+/// What a session gets when its Logon does not say otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FixSessionSettings {
+    /// Cancel the account's open orders whenever a logged-on connection of this session ends,
+    /// unless its Logon says CancelOrdersOnDisconnect(8013)=N.
+    pub cancel_on_disconnect: bool,
+}
+
+impl FixSettings {
+    /// The cancel-on-disconnect of `comp_id`'s session when its Logon carries no 8013.
+    pub fn cancel_on_disconnect(&self, comp_id: &str) -> bool {
+        self.sessions
+            .get(comp_id)
+            .is_some_and(|s| s.cancel_on_disconnect)
+    }
 }
 
 impl Default for FixSettings {
@@ -142,6 +163,7 @@ impl Default for FixSettings {
             sending_time_tolerance_secs: 120,
             logon_timeout_secs: 10,
             logout_timeout_secs: 2,
+            sessions: BTreeMap::new(),
         }
     }
 }
@@ -216,6 +238,16 @@ impl ServeConfig {
         }
         if self.custody.reconcile_interval_ms == 0 {
             return Err("custody.reconcile_interval_ms must be positive".into());
+        }
+        for (comp_id, session) in &fix.sessions {
+            let Some(key) = self.keys.iter().find(|k| &k.key == comp_id) else {
+                return Err(format!("fix.sessions.{comp_id} names no API key"));
+            };
+            if session.cancel_on_disconnect && key.role != Role::Trader {
+                return Err(format!(
+                    "fix.sessions.{comp_id}: cancel_on_disconnect needs a trader key"
+                ));
+            }
         }
         let exchange = self.exchange();
         for account in &self.accounts {
@@ -324,6 +356,40 @@ mod tests {
         let text = include_str!("../../kinko.example.toml");
         let config = ServeConfig::from_toml(text).expect("kinko.example.toml is valid");
         assert_eq!(config.account_id("alice"), Some(0));
+    }
+
+    #[test]
+    fn fix_session_defaults_name_known_keys() {
+        let mut config = default_config();
+        let text = toml::to_string(&config).unwrap()
+            + "\n[fix.sessions.demo-alice]\ncancel_on_disconnect = true\n";
+        let parsed = ServeConfig::from_toml(&text).unwrap();
+        assert!(parsed.fix.cancel_on_disconnect("demo-alice"));
+        assert!(!parsed.fix.cancel_on_disconnect("demo-bob"));
+        assert_eq!(
+            parsed.fix.comp_id, "KINKO",
+            "the other settings keep their defaults"
+        );
+        let typo = text.replace("cancel_on_disconnect = true", "cancel_on_disconect = true");
+        assert!(
+            ServeConfig::from_toml(&typo).is_err(),
+            "a misspelt setting is an error"
+        );
+        config.fix.sessions.insert(
+            "demo-mallory".into(),
+            FixSessionSettings {
+                cancel_on_disconnect: true,
+            },
+        );
+        assert!(config.validate().unwrap_err().contains("demo-mallory"));
+        config.fix.sessions.clear();
+        config.fix.sessions.insert(
+            "demo-operator".into(),
+            FixSessionSettings {
+                cancel_on_disconnect: true,
+            },
+        );
+        assert!(config.validate().unwrap_err().contains("trader key"));
     }
 
     #[test]

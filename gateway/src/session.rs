@@ -640,24 +640,36 @@ impl Session {
         shared.inner.lock().sessions.remove(&self.id);
         shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         if let (true, Some(principal)) = (self.cancel_on_disconnect, &self.principal) {
-            let command = Command::MassCancel {
-                account: principal.account,
-                instrument: None,
-                side: None,
-            };
-            // Retried: cancel-on-disconnect must not be lost to a momentarily full queue.
-            for _ in 0..1_000 {
-                if shared
-                    .submitter
-                    .submit(0, ExchangeCommand::Trade(command))
-                    .is_ok()
-                {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            // Nobody is left to read the acknowledgement: token 0 routes it nowhere.
+            cancel_on_disconnect(shared, principal.account, 0);
         }
     }
+}
+
+/// Attempts to hand a cancel-on-disconnect to the engine queue before giving up.
+const CANCEL_ON_DISCONNECT_TRIES_MAX: u32 = 1_000;
+
+/// Cancel-on-disconnect, for a WebSocket login and a FIX Logon alike: a mass cancel of every open
+/// order of `account`, on every instrument. Retried: it must not be lost to a momentarily full
+/// queue. `token` routes the acknowledgement (0: to nobody). `false`: the queue stayed full.
+pub fn cancel_on_disconnect(shared: &Shared, account: AccountId, token: u64) -> bool {
+    let command = Command::MassCancel {
+        account,
+        instrument: None,
+        side: None,
+    };
+    for _ in 0..CANCEL_ON_DISCONNECT_TRIES_MAX {
+        if shared
+            .submitter
+            .submit(token, ExchangeCommand::Trade(command))
+            .is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    tracing::error!("cancel-on-disconnect of account {account} lost: the engine queue stayed full");
+    false
 }
 
 fn with(mut error: ApiError, req_id: Option<u64>) -> ApiError {

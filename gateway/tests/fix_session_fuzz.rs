@@ -72,6 +72,8 @@ const FIELDS: &[(u32, &[&str])] = &[
     (98, &["0", "1"]),
     (553, &["demo-carol", "x"]),
     (554, &["demo-carol-secret", "x"]),
+    (96, &["00ff", "zz", "a"]),
+    (8013, &["Y", "N", "S", ""]),
     (453, &["1", "2"]),
     (448, &["p"]),
     (9999, &["x"]),
@@ -110,7 +112,12 @@ fn message(rng: &mut Rng, client: &FixClient, expected: u64) -> Vec<u8> {
     }
     for _ in 0..rng.next() % 9 {
         let (tag, values) = FIELDS[(rng.next() % FIELDS.len() as u64) as usize];
-        body.field(tag, rng.pick(values));
+        let value = rng.pick(values);
+        // RawData with its RawDataLength (a signature logon) or without it.
+        if tag == 96 && rng.chance(50) {
+            body.field(95, value.len());
+        }
+        body.field(tag, value);
     }
     frame(body.as_bytes())
 }

@@ -184,21 +184,9 @@ async fn book_updates_checksums_match_the_rebuilt_book() {
         watcher.until(|m| m["type"] == "trade").await;
     }
     // The REST snapshot agrees with the rebuilt book.
-    let rest: Value = reqwest_like_get(addr, "/api/book/BTC-JPY").await;
+    let rest: Value = http_get_json(addr, "/api/book/BTC-JPY").await;
     assert_eq!(rest["seq"].as_u64().unwrap(), seq);
     server.shutdown().await.unwrap();
-}
-
-/// A minimal HTTP GET over a raw socket (no HTTP client dependency needed for one call).
-async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON body: {response}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +203,7 @@ async fn cancel_on_disconnect_and_restart_keep_the_state() {
     // Alice's order goes with her connection; bob's stays.
     let mut watcher = Client::connect(addr).await;
     let book = loop {
-        let book = reqwest_like_get(addr, "/api/book/BTC-JPY").await;
+        let book = http_get_json(addr, "/api/book/BTC-JPY").await;
         if book["asks"].as_array().unwrap().is_empty() {
             break book;
         }
@@ -226,7 +214,7 @@ async fn cancel_on_disconnect_and_restart_keep_the_state() {
     server.shutdown().await.unwrap();
 
     let (server, addr) = start(config(dir.path())).await;
-    let book = reqwest_like_get(addr, "/api/book/BTC-JPY").await;
+    let book = http_get_json(addr, "/api/book/BTC-JPY").await;
     assert_eq!(
         book["bids"],
         json!([["14900000", "1"]]),
@@ -357,7 +345,7 @@ async fn bad_input_gets_its_code_and_the_connection_stays_usable() {
         assert_eq!(e["code"], "forbidden", "{role}");
     }
     // Nothing accepted before the bad input was lost, and the connection still works.
-    let book = reqwest_like_get(addr, "/api/book/BTC-JPY").await;
+    let book = http_get_json(addr, "/api/book/BTC-JPY").await;
     assert_eq!(book["bids"], json!([["14000000", "0.1"]]));
     assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
     server.shutdown().await.unwrap();

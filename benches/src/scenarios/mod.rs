@@ -1,13 +1,14 @@
 //! The scenarios `kinko-bench` can run. Each is a function from [`Options`] to a [`Report`]: rows
 //! for the table (or the JSON lines) and notes that tell the reader what was measured.
 //!
-//! Adding one (`ledger`, `journal`, `pipeline`, `ws`, `fix`, `replay` are planned): a module here,
-//! a variant of [`Scenario`] with its name, and an arm in [`Scenario::run`]. The command line
-//! lists the variants by themselves.
+//! Adding one: a module here, a variant of [`Scenario`] with its name, and an arm in
+//! [`Scenario::run`]. The command line lists the variants by themselves.
 
 pub mod engine;
+pub mod fix;
 pub mod journal;
 pub mod ledger;
+pub mod loopback;
 pub mod pipeline;
 pub mod replay;
 pub mod ws;
@@ -26,6 +27,8 @@ pub enum Scenario {
     Pipeline,
     /// WebSocket order entry against the real server on loopback.
     Ws,
+    /// FIX 4.4 order entry against the real server on loopback.
+    Fix,
     /// `kinko-replay verify` on a journal of millions of records.
     Replay,
 }
@@ -38,6 +41,7 @@ impl Scenario {
         Scenario::Journal,
         Scenario::Pipeline,
         Scenario::Ws,
+        Scenario::Fix,
         Scenario::Replay,
     ];
 
@@ -48,6 +52,7 @@ impl Scenario {
             Scenario::Journal => "journal",
             Scenario::Pipeline => "pipeline",
             Scenario::Ws => "ws",
+            Scenario::Fix => "fix",
             Scenario::Replay => "replay",
         }
     }
@@ -63,6 +68,7 @@ impl Scenario {
             Scenario::Journal => journal::run(options),
             Scenario::Pipeline => pipeline::run(options),
             Scenario::Ws => ws::run(options),
+            Scenario::Fix => fix::run(options),
             Scenario::Replay => replay::run(options),
         }
     }

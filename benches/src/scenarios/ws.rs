@@ -12,15 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use gateway::config::{default_config, DurabilityName, ServeConfig};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::measure::{Percentiles, Row};
-use crate::scenarios::journal::scratch_dir;
+use crate::scenarios::loopback::{run_rates, Sampled, RUN_SECONDS};
 use crate::scenarios::{Length, Options, Report};
 
-const RUN_SECONDS: u64 = 2;
 const RATES_FULL: [u64; 4] = [1_000, 10_000, 20_000, 40_000];
 const RATES_QUICK: [u64; 2] = [1_000, 10_000];
 const TICK: Duration = Duration::from_millis(1);
@@ -30,29 +27,9 @@ pub fn run(options: &Options) -> Report {
         Length::Full => &RATES_FULL,
         Length::Quick => &RATES_QUICK,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut rows = Vec::new();
-    for durability in [DurabilityName::Process, DurabilityName::Fsync] {
-        let mode = format!("{durability:?}").to_lowercase();
-        for &rate in rates {
-            let (ack, fill, achieved) = runtime.block_on(run_rate(durability, rate));
-            let count = ack.len() as u64;
-            let row = |suffix: &str, samples: &[u64]| Row {
-                scenario: format!("ws:{mode}:{suffix}@{rate}"),
-                count,
-                ops_per_sec: achieved,
-                offered_per_sec: Some(rate),
-                latency: Percentiles::from_samples(samples),
-                others_cpu_share: None,
-            };
-            rows.push(row("ack", &ack));
-            rows.push(row("fill", &fill));
-        }
-    }
+    let rows = run_rates("ws", rates, |runtime, served, rate| {
+        runtime.block_on(run_rate(served.http, rate))
+    });
     Report {
         notes: vec![
             "ws: kinko serve in-process on loopback; 2 WebSocket connections (a seller and a buyer at one \
@@ -67,26 +44,8 @@ pub fn run(options: &Options) -> Report {
     }
 }
 
-fn config(dir: &std::path::Path, durability: DurabilityName) -> ServeConfig {
-    let mut config = default_config();
-    config.server.data = dir.to_path_buf();
-    config.server.http = "127.0.0.1:0".parse().unwrap();
-    config.server.fix = "127.0.0.1:0".parse().unwrap();
-    config.server.durability = durability;
-    config.limits.connection_rate_per_sec = 1_000_000;
-    config.limits.connection_burst = 1_000_000;
-    config.limits.account_rate_per_sec = 1_000_000;
-    config.limits.account_burst = 1_000_000;
-    config
-}
-
-/// Returns the ack latencies, the fill latencies (ns) and the achieved order rate.
-async fn run_rate(durability: DurabilityName, rate: u64) -> (Vec<u64>, Vec<u64>, f64) {
-    let dir = scratch_dir(&format!("ws-{rate}"));
-    let running = gateway::server::start(config(&dir, durability))
-        .await
-        .expect("server starts");
-    let addr = running.http;
+/// The ack latencies, the fill latencies (ns) and the achieved order rate.
+async fn run_rate(addr: SocketAddr, rate: u64) -> Sampled {
     let seller = Conn::open(addr, "alice").await;
     let buyer = Conn::open(addr, "bob").await;
     let start = Instant::now();
@@ -99,10 +58,11 @@ async fn run_rate(durability: DurabilityName, rate: u64) -> (Vec<u64>, Vec<u64>,
     ack.extend(buy.ack_ns);
     let mut fill = sell.fill_ns;
     fill.extend(buy.fill_ns);
-    let achieved = ack.len() as f64 / elapsed.as_secs_f64();
-    let _ = running.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    (ack, fill, achieved)
+    let achieved_per_sec = ack.len() as f64 / elapsed.as_secs_f64();
+    Sampled {
+        series: vec![("ack", ack), ("fill", fill)],
+        achieved_per_sec,
+    }
 }
 
 struct Conn {

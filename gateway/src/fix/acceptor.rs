@@ -45,6 +45,8 @@ pub const HUB_MESSAGES_MAX: usize = 65_536;
 const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// How long shutdown waits for the sessions to log out.
 const SHUTDOWN_WAIT_MS: u64 = 3_000;
+/// How long a stopping session waits for its cancel-on-disconnect to be acknowledged.
+const CANCEL_WAIT_MS: u64 = 1_000;
 
 enum Inbound {
     Message(Message),
@@ -378,8 +380,31 @@ async fn run(
     if wire.is_some() {
         disconnect(&mut session, &mut wire).await;
     }
+    settle_cancel(&mut session, &mut hub).await;
     session.persist();
     shared.inner.lock().sessions.remove(&hub_id);
+}
+
+/// A cancel-on-disconnect submitted as the session stops: its ExecutionReports are stored before
+/// the session leaves the hub, so that the client finds them by resend after a restart. The hub
+/// queues a command's events right behind its acknowledgement, so once that is in, so are they.
+async fn settle_cancel(session: &mut Session, hub: &mut mpsc::Receiver<Outgoing>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(CANCEL_WAIT_MS);
+    while session.cancel_pending() {
+        match tokio::time::timeout_at(deadline, hub.recv()).await {
+            Ok(Some(outgoing)) => session.on_hub(outgoing),
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    "fix {}: cancel-on-disconnect not acknowledged",
+                    session.peer()
+                );
+                return;
+            }
+        }
+    }
+    while let Ok(outgoing) = hub.try_recv() {
+        session.on_hub(outgoing);
+    }
 }
 
 fn attach_connection(session: &mut Session, wire: &mut Option<Link>, attach: Attach) {

@@ -110,17 +110,35 @@ impl Invalid {
     }
 }
 
+/// Kinko's own fields, in the user-defined range (5000–9999) that FIX 4.4 leaves to venues:
+/// `(tag, name, type, the one message type that may carry it)`. Kept here rather than in the
+/// generated [`super::spec44`], which is FIX44.xml and nothing else.
+const KINKO_FIELDS: &[(u32, &str, Type, &str)] = &[
+    // Logon: cancel the account's open orders when this connection ends (Y) or not (N).
+    (8013, "CancelOrdersOnDisconnect", Type::Boolean, "A"),
+];
+
+fn kinko_field(tag: u32) -> Option<&'static (u32, &'static str, Type, &'static str)> {
+    KINKO_FIELDS.iter().find(|f| f.0 == tag)
+}
+
 pub fn field_type(tag: u32) -> Option<Type> {
-    FIELDS
-        .binary_search_by_key(&tag, |f| f.0)
-        .ok()
-        .map(|i| FIELDS[i].2)
+    match FIELDS.binary_search_by_key(&tag, |f| f.0) {
+        Ok(i) => Some(FIELDS[i].2),
+        Err(_) => kinko_field(tag).map(|f| f.2),
+    }
 }
 
 pub fn field_name(tag: u32) -> &'static str {
-    FIELDS
-        .binary_search_by_key(&tag, |f| f.0)
-        .map_or("?", |i| FIELDS[i].1)
+    match FIELDS.binary_search_by_key(&tag, |f| f.0) {
+        Ok(i) => FIELDS[i].1,
+        Err(_) => kinko_field(tag).map_or("?", |f| f.1),
+    }
+}
+
+/// A body field `spec`'s message may carry: FIX 4.4's, or one of Kinko's own for it.
+fn defined_for(spec: &MessageSpec, tag: u32) -> bool {
+    contains(spec.fields, tag) || kinko_field(tag).is_some_and(|f| f.3 == spec.msg_type)
 }
 
 pub fn is_msg_type(msg_type: &str) -> bool {
@@ -220,7 +238,7 @@ fn check_fields(message: &Message, spec: Option<&MessageSpec>) -> Result<(), Inv
             return Err(Invalid::at(RejectReason::ValueIncorrect, tag));
         }
         if let Some(spec) = spec {
-            if section(tag) == Section::Body && !contains(spec.fields, tag) {
+            if section(tag) == Section::Body && !defined_for(spec, tag) {
                 return Err(Invalid::at(RejectReason::TagNotDefinedForMessage, tag));
             }
         }
@@ -385,6 +403,22 @@ mod tests {
             reject(IncorrectDataFormat, 60),
         );
         check("35=D|11=1|54=1|40=2|", reject(RequiredTagMissing, 60));
+    }
+
+    #[test]
+    fn cancel_orders_on_disconnect_is_a_logon_boolean() {
+        use RejectReason::*;
+        check("35=A|98=0|108=30|8013=Y|", Ok(()));
+        check("35=A|98=0|108=30|8013=N|", Ok(()));
+        check(
+            "35=A|98=0|108=30|8013=S|",
+            reject(IncorrectDataFormat, 8013),
+        );
+        check("35=A|98=0|108=30|8013=|", reject(TagWithoutValue, 8013));
+        check("35=1|112=x|8013=Y|", reject(TagNotDefinedForMessage, 8013));
+        check("35=A|98=0|108=30|8014=Y|", reject(InvalidTagNumber, 8014));
+        assert_eq!(field_name(8013), "CancelOrdersOnDisconnect");
+        assert_eq!(field_name(95), "RawDataLength");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub mod tag {
     pub const TEXT: u32 = 58;
     pub const TIME_IN_FORCE: u32 = 59;
     pub const TRANSACT_TIME: u32 = 60;
+    pub const RAW_DATA_LENGTH: u32 = 95;
+    pub const RAW_DATA: u32 = 96;
     pub const ENCRYPT_METHOD: u32 = 98;
     pub const STOP_PX: u32 = 99;
     pub const CXL_REJ_REASON: u32 = 102;
@@ -83,6 +85,8 @@ pub mod tag {
     pub const USERNAME: u32 = 553;
     pub const PASSWORD: u32 = 554;
     pub const LAST_LIQUIDITY_IND: u32 = 851;
+    /// Kinko's own (user-defined range), in Logon only.
+    pub const CANCEL_ORDERS_ON_DISCONNECT: u32 = 8013;
 }
 
 /// Administrative message types: never resent, gap-filled instead.

@@ -14,7 +14,9 @@
 //!   checked for CompIDs (Reject 9 + Logout), SendingTime (Reject 10 + Logout), and its MsgSeqNum:
 //!   too high queues it and sends one ResendRequest; too low without PossDupFlag is a Logout and
 //!   a disconnect; too low with PossDupFlag is ignored (OrigSendingTime checked);
-//! * silence for HeartBtInt × 1.2 brings a TestRequest, for × 2.4 a disconnect.
+//! * silence for HeartBtInt × 1.2 brings a TestRequest, for × 2.4 a disconnect;
+//! * a connection whose Logon asked for cancel-on-disconnect (8013=Y, or the session's configured
+//!   default) cancels the account's open orders when it ends, however it ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use super::orders::{OrderEntry, Outcome};
 use super::store::Store;
 use super::time::{format_timestamp, now_ns, parse_timestamp};
 use super::{is_admin, tag};
-use crate::auth::Principal;
+use crate::auth::{fix_logon_prehash, Principal};
 use crate::config::{FixSettings, Role};
 use crate::hub::{Outgoing, Shared};
 use crate::session::TokenBucket;
@@ -65,6 +67,8 @@ struct Connection {
     held: Vec<Vec<u8>>,
     close: bool,
     bucket: TokenBucket,
+    /// Chosen at Logon: cancel the account's open orders when this connection ends.
+    cancel_on_disconnect: bool,
 }
 
 pub struct Session {
@@ -76,6 +80,10 @@ pub struct Session {
     store: Store,
     orders: OrderEntry,
     token_next: u32,
+    /// The token of a cancel-on-disconnect whose acknowledgement has not come back yet.
+    cancelling: Option<u64>,
+    /// The SendingTime of the last signed Logon accepted: a signed Logon must be later.
+    signed_sending_time_last_ns: Option<u64>,
     connection: Option<Connection>,
     out: Vec<u8>,
 }
@@ -93,6 +101,8 @@ impl Session {
             store,
             orders,
             token_next: 0,
+            cancelling: None,
+            signed_sending_time_last_ns: None,
             connection: None,
             out: Vec::new(),
         }
@@ -132,15 +142,48 @@ impl Session {
             held: Vec::new(),
             close: false,
             bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
+            cancel_on_disconnect: false,
         });
         self.out.clear();
     }
 
-    /// The connection is gone: keep what must survive.
+    /// The connection is gone: keep what must survive, and cancel the account's open orders when
+    /// its Logon asked for that. Any end counts — a Logout, a dropped socket, a timeout, shutdown.
     pub fn detach(&mut self) {
-        self.connection = None;
+        let logged_on = self.logged_on();
+        let connection = self.connection.take();
+        if logged_on && connection.is_some_and(|c| c.cancel_on_disconnect) {
+            self.cancel_on_disconnect();
+        }
         self.out.clear();
         self.persist();
+    }
+
+    /// The WebSocket API's cancel-on-disconnect, with a token of ours: the acknowledgement comes
+    /// back here, and the cancellations' ExecutionReports are numbered and stored like any other,
+    /// for the client to recover by resend.
+    fn cancel_on_disconnect(&mut self) {
+        let token = self.token_next();
+        tracing::info!(
+            "fix {}: cancel-on-disconnect: cancelling the open orders of account {}",
+            self.peer(),
+            self.principal.account
+        );
+        let submitted =
+            crate::session::cancel_on_disconnect(&self.shared, self.principal.account, token);
+        if submitted {
+            self.cancelling = Some(token);
+        }
+    }
+
+    /// A cancel-on-disconnect was submitted and its acknowledgement is still to come.
+    pub fn cancel_pending(&self) -> bool {
+        self.cancelling.is_some()
+    }
+
+    fn token_next(&mut self) -> u64 {
+        self.token_next = self.token_next.wrapping_add(1);
+        (self.hub_id << 32) | u64::from(self.token_next)
     }
 
     /// Syncs the store and saves the open orders' FIX state.
@@ -272,17 +315,9 @@ impl Session {
 
     fn on_logon(&mut self, logon: &Message) {
         let peer = self.peer().to_string();
-        let username = logon.get(tag::USERNAME).unwrap_or("");
-        let password = logon.get(tag::PASSWORD).unwrap_or("");
-        let authentic = username == peer
-            && self
-                .shared
-                .keys
-                .check_password(&peer, password)
-                .is_ok_and(|p| p == self.principal);
-        if !authentic {
-            tracing::warn!("fix {peer}: logon refused: wrong Username(553) or Password(554)");
-            return self.refuse_logon("Logon refused: wrong Username(553) or Password(554)");
+        if let Err(text) = self.check_credentials(logon) {
+            tracing::warn!("fix {peer}: {text}");
+            return self.refuse_logon(text);
         }
         if !self.sending_time_ok(logon) {
             return self.refuse_logon("SendingTime accuracy problem");
@@ -302,6 +337,14 @@ impl Session {
         if logon.get(tag::ENCRYPT_METHOD) != Some("0") {
             return self.refuse_logon("EncryptMethod(98) must be 0 (none)");
         }
+        let cancel_on_disconnect = match logon.get(tag::CANCEL_ORDERS_ON_DISCONNECT) {
+            Some(flag) => flag == "Y",
+            None => self.settings.cancel_on_disconnect(&peer),
+        };
+        if cancel_on_disconnect && self.principal.role != Role::Trader {
+            let text = "CancelOrdersOnDisconnect(8013)=Y needs a trader key";
+            return self.refuse_logon(text);
+        }
         let reset = logon.get(tag::RESET_SEQ_NUM_FLAG) == Some("Y");
         if reset {
             tracing::info!("fix {peer}: ResetSeqNumFlag=Y, sequence numbers back to 1");
@@ -315,6 +358,7 @@ impl Session {
         }
         let connection = self.connection.as_mut().expect("connected");
         connection.phase = Phase::LoggedOn;
+        connection.cancel_on_disconnect = cancel_on_disconnect;
         connection.heartbeat = Duration::from_secs(heartbeat_secs);
         connection.last_received = Instant::now();
         let mut body = Body::new("A");
@@ -325,7 +369,8 @@ impl Session {
         }
         self.send(body);
         tracing::info!(
-            "fix {peer}: logged on (account {}, HeartBtInt {heartbeat_secs})",
+            "fix {peer}: logged on (account {}, HeartBtInt {heartbeat_secs}, \
+             cancel-on-disconnect {cancel_on_disconnect})",
             self.principal.account
         );
         if seq > expected && !reset {
@@ -333,6 +378,79 @@ impl Session {
         } else {
             self.incr_target();
         }
+    }
+
+    /// Username(553) and either Password(554) or a signature in RawData(96): `Err` is the
+    /// Logout's Text. Nothing changes here but the last signed SendingTime, on success.
+    fn check_credentials(&mut self, logon: &Message) -> Result<(), &'static str> {
+        let peer = self.peer();
+        let username = logon.get(tag::USERNAME).unwrap_or("");
+        let password = logon.get(tag::PASSWORD);
+        let signature = logon.raw(tag::RAW_DATA);
+        if password.is_some() && signature.is_some() {
+            return Err(
+                "Logon refused: send Password(554) or a signature in RawData(96), not both",
+            );
+        }
+        let Some(signature) = signature else {
+            let authentic = username == peer
+                && self
+                    .shared
+                    .keys
+                    .check_password(peer, password.unwrap_or(""))
+                    .is_ok_and(|p| p == self.principal);
+            if !authentic {
+                return Err("Logon refused: wrong Username(553) or Password(554)");
+            }
+            return Ok(());
+        };
+        if username != peer {
+            return Err("Logon refused: Username(553) must be the API key in SenderCompID(49)");
+        }
+        let length = logon.get(tag::RAW_DATA_LENGTH).and_then(|l| l.parse().ok());
+        if length != Some(signature.len()) {
+            return Err("Logon refused: RawDataLength(95) must be the length of RawData(96)");
+        }
+        let sent_ns = self.signed_sending_time(logon)?;
+        let field = |tag: u32| logon.get(tag).unwrap_or("");
+        let prehash = fix_logon_prehash(
+            field(tag::SENDING_TIME),
+            field(tag::MSG_TYPE),
+            field(tag::MSG_SEQ_NUM),
+            field(tag::SENDER_COMP_ID),
+            field(tag::TARGET_COMP_ID),
+        );
+        let signed = std::str::from_utf8(signature).ok().is_some_and(|sig| {
+            self.shared
+                .keys
+                .check_signature(peer, prehash.as_bytes(), sig)
+                .is_ok_and(|p| p == self.principal)
+        });
+        if !signed {
+            return Err("Logon refused: RawData(96) is not the signature of this Logon");
+        }
+        self.signed_sending_time_last_ns = Some(sent_ns);
+        Ok(())
+    }
+
+    /// A signed Logon's SendingTime: inside the login window, and later than the last signed
+    /// Logon's, so that a Logon overheard on the wire cannot be played again.
+    fn signed_sending_time(&self, logon: &Message) -> Result<u64, &'static str> {
+        let window_ns = self.shared.keys.window_ms() * 1_000_000;
+        let sent_ns = logon
+            .get(tag::SENDING_TIME)
+            .and_then(parse_timestamp)
+            .filter(|sent| sent.abs_diff(now_ns()) <= window_ns)
+            .ok_or(
+                "Logon refused: SendingTime(52) is outside the signature window; check the clock",
+            )?;
+        if self
+            .signed_sending_time_last_ns
+            .is_some_and(|last| sent_ns <= last)
+        {
+            return Err("Logon refused: SendingTime(52) is not later than the last signed Logon's");
+        }
+        Ok(sent_ns)
     }
 
     fn refuse_logon(&mut self, text: &str) {
@@ -656,8 +774,7 @@ impl Session {
                 .refused(&pending, "rate limit exceeded; slow down", now);
             return self.send(body);
         }
-        self.token_next = self.token_next.wrapping_add(1);
-        let token = (self.hub_id << 32) | u64::from(self.token_next);
+        let token = self.token_next();
         self.orders.remember(token, pending);
         if self
             .shared
@@ -694,6 +811,9 @@ impl Session {
         let shared = self.shared.clone();
         let bodies = match outgoing {
             Outgoing::Ack { token, seq, events } => {
+                if self.cancelling == Some(token) {
+                    self.cancelling = None;
+                }
                 self.orders.on_ack(token, seq, &events, now_ns())
             }
             Outgoing::Event {
