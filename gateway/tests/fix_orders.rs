@@ -409,3 +409,35 @@ async fn fills_while_away_are_recovered_by_resend_at_the_next_logon() {
     alice.ping("recovered").await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_report_of_an_own_order_comes_once_and_in_order() {
+    let dir = TempDir::new("fix-once");
+    let (server, http) = start(config(dir.path())).await;
+    let mut bob = Client::connect(http).await;
+    bob.login_as("bob", false).await;
+    bob.order(json!({"side": "sell", "order_type": "limit", "price": "15000000", "qty": "0.1", "client_order_id": 1})).await;
+    let mut alice = FixClient::connect(server.fix, "alice").await;
+    alice.logon(30, false).await;
+    // Accepted, then a fill against bob's order, then the rest of it resting.
+    alice.send("D", &limit("1", "1", "0.3", "15000000")).await;
+    report(&mut alice, "1", "F").await;
+    alice.ping("after").await;
+    let reports: Vec<(Option<&str>, Option<&str>, Option<&str>)> = alice
+        .seen
+        .iter()
+        .filter(|m| m.msg_type() == "8")
+        .map(|m| (m.get(150), m.get(39), m.get(17)))
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!((reports[0].0, reports[0].1), (Some("0"), Some("0")));
+    assert_eq!((reports[1].0, reports[1].1), (Some("F"), Some("1")));
+    assert_ne!(reports[0].2, reports[1].2, "distinct ExecIDs");
+    let numbers: Vec<Option<&str>> = alice.seen.iter().map(|m| m.get(34)).collect();
+    assert_eq!(
+        numbers,
+        vec![Some("1"), Some("2"), Some("3"), Some("4")],
+        "Logon, two reports, Heartbeat: nothing in between"
+    );
+    server.shutdown().await.unwrap();
+}
