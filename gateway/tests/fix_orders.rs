@@ -11,22 +11,7 @@ mod fixclient;
 
 use common::*;
 use fixclient::*;
-use gateway::fix::codec::Message;
 use serde_json::json;
-
-const T: &str = "20240101-00:00:00";
-
-fn limit<'a>(cl: &'a str, side: &'a str, qty: &'a str, price: &'a str) -> Vec<(u32, &'a str)> {
-    vec![
-        (11, cl),
-        (55, "BTC/JPY"),
-        (54, side),
-        (60, T),
-        (38, qty),
-        (40, "2"),
-        (44, price),
-    ]
-}
 
 async fn wait_next_sender(data: &std::path::Path, comp_id: &str, next: u64) {
     let path = data.join("fix").join(comp_id).join("seqnums");
@@ -38,12 +23,6 @@ async fn wait_next_sender(data: &std::path::Path, comp_id: &str, next: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("{comp_id} never reached next_sender={next}");
-}
-
-async fn report(client: &mut FixClient, cl: &str, exec_type: &str) -> Message {
-    client
-        .until(|m| m.msg_type() == "8" && m.get(11) == Some(cl) && m.get(150) == Some(exec_type))
-        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
