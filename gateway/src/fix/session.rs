@@ -439,7 +439,7 @@ impl Session {
     /// A signed Logon's SendingTime: inside the login window, and later than the last signed
     /// Logon's, so that a Logon overheard on the wire cannot be played again.
     fn signed_sending_time(&self, logon: &Message) -> Result<u64, &'static str> {
-        let window_ns = self.shared.keys.window_ms() * 1_000_000;
+        let window_ns = self.shared.keys.window_ms().saturating_mul(1_000_000);
         let sent_ns = logon
             .get(tag::SENDING_TIME)
             .and_then(parse_timestamp)
