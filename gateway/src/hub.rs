@@ -31,10 +31,11 @@ use crate::protocol::{executions, snake};
 pub enum Outgoing {
     /// A pre-serialized message (market data, executions, balances).
     Text(Arc<str>),
-    /// The outcome of one of the session's own commands.
+    /// The outcome of one of the session's own commands, with the engine's timestamp.
     Ack {
         token: u64,
         seq: u64,
+        ts_ns: u64,
         events: Vec<ExchangeEvent>,
     },
     /// An order event of the session's account, raw, for sessions that speak another wire format
@@ -271,6 +272,7 @@ fn publish(shared: &Shared, batch: &Published) {
             let message = Outgoing::Ack {
                 token: ack.token,
                 seq: ack.seq,
+                ts_ns: ack.ts_ns,
                 events: events.to_vec(),
             };
             deliver(entry, message, &mut slow);
@@ -447,6 +449,26 @@ fn count_rejects(metrics: &Metrics, events: &[ExchangeEvent]) {
     }
 }
 
+/// The fees of the fill at `events[index]`, from the settlement that follows it:
+/// `(maker units, taker units, quote decimals)`; `None` for any other event.
+pub fn fill_fee(
+    exchange: &ExchangeConfig,
+    events: &[ExchangeEvent],
+    index: usize,
+) -> Option<(i64, i64, u8)> {
+    match (events.get(index)?, events.get(index + 1)) {
+        (ExchangeEvent::Order(Event::Fill { aggressor, .. }), Some(ExchangeEvent::Settled(s))) => {
+            let decimals = exchange.assets[s.quote as usize].decimals;
+            let (maker, taker) = match aggressor {
+                Side::Buy => (s.fee_seller_units, s.fee_buyer_units),
+                Side::Sell => (s.fee_buyer_units, s.fee_seller_units),
+            };
+            Some((maker, taker, decimals))
+        }
+        _ => None,
+    }
+}
+
 fn fan_out_executions(
     shared: &Shared,
     inner: &Inner,
@@ -458,17 +480,7 @@ fn fan_out_executions(
         let ExchangeEvent::Order(order_event) = event else {
             continue;
         };
-        let fee = match (order_event, events.get(index + 1)) {
-            (Event::Fill { aggressor, .. }, Some(ExchangeEvent::Settled(s))) => {
-                let decimals = shared.exchange.assets[s.quote as usize].decimals;
-                let (maker, taker) = match aggressor {
-                    Side::Buy => (s.fee_seller_units, s.fee_buyer_units),
-                    Side::Sell => (s.fee_buyer_units, s.fee_seller_units),
-                };
-                Some((maker, taker, decimals))
-            }
-            _ => None,
-        };
+        let fee = fill_fee(&shared.exchange, events, index);
         let reports = executions(&shared.exchange, seq, index, order_event, fee);
         let accounts: BTreeSet<AccountId> = reports.iter().map(|(account, _)| *account).collect();
         for (account, message) in reports {

@@ -138,7 +138,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
             outgoing = rx.recv() => {
                 let reply = match outgoing {
                     Some(Outgoing::Text(text)) => Message::Text(Utf8Bytes::from(text.as_ref())),
-                    Some(Outgoing::Ack { token, seq, events }) => Message::Text(session.on_ack(token, seq, &events).to_string().into()),
+                    Some(Outgoing::Ack { token, seq, events, .. }) => Message::Text(session.on_ack(token, seq, &events).to_string().into()),
                     Some(Outgoing::Close(reason)) => break Some((1008, reason)),
                     Some(Outgoing::Event { .. }) => continue,
                     None => break None,

@@ -17,20 +17,6 @@ use gateway::fix::codec::Message;
 use gateway::fix::time::{format_timestamp, now_ns};
 use serde_json::{json, Value};
 
-const T: &str = "20240101-00:00:00";
-
-fn limit<'a>(cl: &'a str, side: &'a str, qty: &'a str, price: &'a str) -> Vec<(u32, &'a str)> {
-    vec![
-        (11, cl),
-        (55, "BTC/JPY"),
-        (54, side),
-        (60, T),
-        (38, qty),
-        (40, "2"),
-        (44, price),
-    ]
-}
-
 /// The Logon of demo key `name` with Username/Password and `extra` fields after them.
 fn logon_with(name: &str, extra: &[(u32, &str)]) -> Vec<(u32, String)> {
     let mut fields = logon_fields(name, 30, false);
@@ -64,12 +50,6 @@ async fn log_on(
         }
     }
     panic!("demo-{name} could not log on again");
-}
-
-async fn report(client: &mut FixClient, cl: &str, exec_type: &str) -> Message {
-    client
-        .until(|m| m.msg_type() == "8" && m.get(11) == Some(cl) && m.get(150) == Some(exec_type))
-        .await
 }
 
 async fn book(http: SocketAddr) -> Value {
@@ -288,8 +268,29 @@ fn signature(secret: &str, sending_time: &str, seq: u64, sender: &str, target: &
     gateway::auth::sign_message(secret, prehash.as_bytes())
 }
 
-/// A Logon from `sender` at MsgSeqNum `seq` sent at `sending_time`, with Username(553) =
-/// `username` and `signature` in RawData(96).
+/// A Logon from `sender` at MsgSeqNum `seq` sent at `sending_time`, with `credentials` after
+/// EncryptMethod and HeartBtInt.
+fn logon_message(
+    sender: &str,
+    seq: u64,
+    sending_time: &str,
+    credentials: &[(u32, &str)],
+) -> Vec<u8> {
+    let seq = seq.to_string();
+    let mut fields = vec![
+        (35, "A"),
+        (34, seq.as_str()),
+        (49, sender),
+        (52, sending_time),
+        (56, ACCEPTOR),
+        (98, "0"),
+        (108, "30"),
+    ];
+    fields.extend_from_slice(credentials);
+    gateway::fix::codec::message(&fields)
+}
+
+/// A Logon with Username(553) = `username` and `signature` in RawData(96).
 fn signed_logon(
     sender: &str,
     seq: u64,
@@ -297,20 +298,9 @@ fn signed_logon(
     username: &str,
     signature: &str,
 ) -> Vec<u8> {
-    let seq = seq.to_string();
     let length = signature.len().to_string();
-    gateway::fix::codec::message(&[
-        (35, "A"),
-        (34, &seq),
-        (49, sender),
-        (52, sending_time),
-        (56, ACCEPTOR),
-        (98, "0"),
-        (108, "30"),
-        (553, username),
-        (95, &length),
-        (96, signature),
-    ])
+    let credentials = [(553, username), (95, length.as_str()), (96, signature)];
+    logon_message(sender, seq, sending_time, &credentials)
 }
 
 /// A well-signed Logon of demo key `name` at MsgSeqNum `seq`, sent now.
@@ -434,31 +424,10 @@ async fn signature_logons_that_are_refused_and_the_session_after_them() {
     refused(addr, "alice", &stale, "outside the signature window").await;
     // Password and signature at once; a signature without RawDataLength.
     let sig = signature(secret, &sent, 1, key, ACCEPTOR);
-    let both = gateway::fix::codec::message(&[
-        (35, "A"),
-        (34, "1"),
-        (49, key),
-        (52, &sent),
-        (56, ACCEPTOR),
-        (98, "0"),
-        (108, "30"),
-        (553, key),
-        (554, secret),
-        (95, "64"),
-        (96, &sig),
-    ]);
+    let both = [(553, key), (554, secret), (95, "64"), (96, &sig)];
+    let both = logon_message(key, 1, &sent, &both);
     refused(addr, "alice", &both, "not both").await;
-    let unmeasured = gateway::fix::codec::message(&[
-        (35, "A"),
-        (34, "1"),
-        (49, key),
-        (52, &sent),
-        (56, ACCEPTOR),
-        (98, "0"),
-        (108, "30"),
-        (553, key),
-        (96, &sig),
-    ]);
+    let unmeasured = logon_message(key, 1, &sent, &[(553, key), (96, &sig)]);
     refused(addr, "alice", &unmeasured, "RawDataLength(95)").await;
 
     // None of that touched the session: a good signature logs on at MsgSeqNum 1, and trades.

@@ -11,22 +11,7 @@ mod fixclient;
 
 use common::*;
 use fixclient::*;
-use gateway::fix::codec::Message;
 use serde_json::json;
-
-const T: &str = "20240101-00:00:00";
-
-fn limit<'a>(cl: &'a str, side: &'a str, qty: &'a str, price: &'a str) -> Vec<(u32, &'a str)> {
-    vec![
-        (11, cl),
-        (55, "BTC/JPY"),
-        (54, side),
-        (60, T),
-        (38, qty),
-        (40, "2"),
-        (44, price),
-    ]
-}
 
 async fn wait_next_sender(data: &std::path::Path, comp_id: &str, next: u64) {
     let path = data.join("fix").join(comp_id).join("seqnums");
@@ -38,12 +23,6 @@ async fn wait_next_sender(data: &std::path::Path, comp_id: &str, next: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("{comp_id} never reached next_sender={next}");
-}
-
-async fn report(client: &mut FixClient, cl: &str, exec_type: &str) -> Message {
-    client
-        .until(|m| m.msg_type() == "8" && m.get(11) == Some(cl) && m.get(150) == Some(exec_type))
-        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,5 +386,37 @@ async fn fills_while_away_are_recovered_by_resend_at_the_next_logon() {
     let logon_fill = alice.next().await.unwrap();
     assert_fields(&logon_fill, &[(35, "4"), (34, "6"), (36, "7"), (123, "Y")]);
     alice.ping("recovered").await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_report_of_an_own_order_comes_once_and_in_order() {
+    let dir = TempDir::new("fix-once");
+    let (server, http) = start(config(dir.path())).await;
+    let mut bob = Client::connect(http).await;
+    bob.login_as("bob", false).await;
+    bob.order(json!({"side": "sell", "order_type": "limit", "price": "15000000", "qty": "0.1", "client_order_id": 1})).await;
+    let mut alice = FixClient::connect(server.fix, "alice").await;
+    alice.logon(30, false).await;
+    // Accepted, then a fill against bob's order, then the rest of it resting.
+    alice.send("D", &limit("1", "1", "0.3", "15000000")).await;
+    report(&mut alice, "1", "F").await;
+    alice.ping("after").await;
+    let reports: Vec<(Option<&str>, Option<&str>, Option<&str>)> = alice
+        .seen
+        .iter()
+        .filter(|m| m.msg_type() == "8")
+        .map(|m| (m.get(150), m.get(39), m.get(17)))
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!((reports[0].0, reports[0].1), (Some("0"), Some("0")));
+    assert_eq!((reports[1].0, reports[1].1), (Some("F"), Some("1")));
+    assert_ne!(reports[0].2, reports[1].2, "distinct ExecIDs");
+    let numbers: Vec<Option<&str>> = alice.seen.iter().map(|m| m.get(34)).collect();
+    assert_eq!(
+        numbers,
+        vec![Some("1"), Some("2"), Some("3"), Some("4")],
+        "Logon, two reports, Heartbeat: nothing in between"
+    );
     server.shutdown().await.unwrap();
 }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{Command, ExchangeCommand, InstrumentId};
+use engine::{Command, Event, ExchangeCommand, ExchangeEvent, InstrumentId};
 
 use super::codec::{frame, Body, Garbled, Message, BEGIN_STRING};
 use super::dictionary::{self, Invalid, RejectReason};
@@ -32,7 +32,7 @@ use super::time::{format_timestamp, now_ns, parse_timestamp};
 use super::{is_admin, tag};
 use crate::auth::{fix_logon_prehash, Principal};
 use crate::config::{FixSettings, Role};
-use crate::hub::{Outgoing, Shared};
+use crate::hub::{fill_fee, Outgoing, Shared};
 use crate::session::TokenBucket;
 
 /// Messages held back for a gap, waiting for the messages before them.
@@ -82,6 +82,8 @@ pub struct Session {
     token_next: u32,
     /// The token of a cancel-on-disconnect whose acknowledgement has not come back yet.
     cancelling: Option<u64>,
+    /// The journal seq of the last own command reported from its acknowledgement.
+    reported_seq: Option<u64>,
     /// The SendingTime of the last signed Logon accepted: a signed Logon must be later.
     signed_sending_time_last_ns: Option<u64>,
     connection: Option<Connection>,
@@ -102,6 +104,7 @@ impl Session {
             orders,
             token_next: 0,
             cancelling: None,
+            reported_seq: None,
             signed_sending_time_last_ns: None,
             connection: None,
             out: Vec::new(),
@@ -436,7 +439,7 @@ impl Session {
     /// A signed Logon's SendingTime: inside the login window, and later than the last signed
     /// Logon's, so that a Logon overheard on the wire cannot be played again.
     fn signed_sending_time(&self, logon: &Message) -> Result<u64, &'static str> {
-        let window_ns = self.shared.keys.window_ms() * 1_000_000;
+        let window_ns = self.shared.keys.window_ms().saturating_mul(1_000_000);
         let sent_ns = logon
             .get(tag::SENDING_TIME)
             .and_then(parse_timestamp)
@@ -808,34 +811,22 @@ impl Session {
 
     /// A message from the hub: an acknowledgement, an event of the account, or a close.
     pub fn on_hub(&mut self, outgoing: Outgoing) {
-        let shared = self.shared.clone();
         let bodies = match outgoing {
-            Outgoing::Ack { token, seq, events } => {
-                if self.cancelling == Some(token) {
-                    self.cancelling = None;
-                }
-                self.orders.on_ack(token, seq, &events, now_ns())
-            }
+            Outgoing::Ack {
+                token,
+                seq,
+                ts_ns,
+                events,
+            } => self.on_ack(token, seq, ts_ns, &events),
+            // Reported from the acknowledgement just before.
+            Outgoing::Event { seq, .. } if self.reported_seq == Some(seq) => Vec::new(),
             Outgoing::Event {
                 seq,
                 ts_ns,
                 index,
                 event,
                 fee,
-            } => {
-                let client_of = |order_id: u64| {
-                    let inner = shared.inner.lock();
-                    inner.orders.get(&order_id).map(|o| o.client_order_id)
-                };
-                self.orders.on_event(
-                    &shared.exchange,
-                    self.principal.account,
-                    (seq, index, ts_ns),
-                    &event,
-                    fee,
-                    &client_of,
-                )
-            }
+            } => self.on_event((seq, index, ts_ns), &event, fee),
             // Balances and market data: FIX 4.4 order entry has no message for them.
             Outgoing::Text(_) => Vec::new(),
             Outgoing::Close(reason) => {
@@ -847,6 +838,46 @@ impl Session {
         for body in bodies {
             self.send(body);
         }
+    }
+
+    /// One of our own commands, with all of its events. The account's reports are made here and
+    /// not from the events the hub hands over one by one right after it (those of `seq` are
+    /// skipped): the acknowledgement alone wakes the session, and its reports leave at once.
+    fn on_ack(&mut self, token: u64, seq: u64, ts_ns: u64, events: &[ExchangeEvent]) -> Vec<Body> {
+        if self.cancelling == Some(token) {
+            self.cancelling = None;
+        }
+        let mut bodies = self.orders.on_ack(token, seq, events, now_ns());
+        for (index, event) in events.iter().enumerate() {
+            if let ExchangeEvent::Order(event) = event {
+                let fee = fill_fee(&self.shared.exchange, events, index);
+                bodies.extend(self.on_event((seq, index, ts_ns), event, fee));
+            }
+        }
+        self.reported_seq = Some(seq);
+        bodies
+    }
+
+    /// The reports of one event of the account's orders.
+    fn on_event(
+        &mut self,
+        at: (u64, usize, u64),
+        event: &Event,
+        fee: Option<(i64, i64, u8)>,
+    ) -> Vec<Body> {
+        let shared = &self.shared;
+        let client_of = |order_id: u64| {
+            let inner = shared.inner.lock();
+            inner.orders.get(&order_id).map(|o| o.client_order_id)
+        };
+        self.orders.on_event(
+            &shared.exchange,
+            self.principal.account,
+            at,
+            event,
+            fee,
+            &client_of,
+        )
     }
 
     /// Logs out a logged-on client and closes the connection (server shutdown).

@@ -208,3 +208,26 @@ pub fn assert_fields(message: &Message, fields: &[(u32, &str)]) {
         );
     }
 }
+
+/// A TransactTime(60) for orders.
+pub const T: &str = "20240101-00:00:00";
+
+/// The body of a NewOrderSingle for a BTC/JPY limit order.
+pub fn limit<'a>(cl: &'a str, side: &'a str, qty: &'a str, price: &'a str) -> Vec<(u32, &'a str)> {
+    vec![
+        (11, cl),
+        (55, "BTC/JPY"),
+        (54, side),
+        (60, T),
+        (38, qty),
+        (40, "2"),
+        (44, price),
+    ]
+}
+
+/// Reads until the ExecutionReport of ClOrdID `cl` with ExecType `exec_type`.
+pub async fn report(client: &mut FixClient, cl: &str, exec_type: &str) -> Message {
+    client
+        .until(|m| m.msg_type() == "8" && m.get(11) == Some(cl) && m.get(150) == Some(exec_type))
+        .await
+}
