@@ -959,6 +959,7 @@ impl Caller {
                     token: t,
                     seq,
                     events,
+                    ..
                 } if t == token => return Some((seq, events)),
                 Outgoing::Close(_) => return None,
                 _ => {}
