@@ -565,6 +565,12 @@ impl Session {
             .keys
             .login(&l.key, l.ts, l.nonce, &l.sig, now_ms)
             .map_err(|e| with(ApiError::new(e.code(), e.message()), l.req_id))?;
+        if l.cancel_on_disconnect && principal.role != Role::Trader {
+            // An operator's or auditor's key is bound to the house account: its disconnect must
+            // not cancel the house's orders. FIX refuses 8013=Y the same way.
+            let error = ApiError::new("forbidden", "cancel_on_disconnect needs a trader key");
+            return Err(with(error, l.req_id));
+        }
         self.cancel_on_disconnect = l.cancel_on_disconnect;
         let account = principal.account;
         let role = principal.role;

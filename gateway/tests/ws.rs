@@ -520,6 +520,10 @@ async fn cancel_all_after_cancels_unless_refreshed_or_disarmed() {
         .request(json!({"type": "cancel_all_after", "timeout_ms": 100}))
         .await;
     assert_eq!(refused["code"], "forbidden");
+    // Nor may an operator's connection cancel the house's orders when it drops.
+    let mut other = Client::connect(addr).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await; // a fresh nonce (ms)
+    assert_eq!(other.login_as("operator", true).await["code"], "forbidden");
     server.shutdown().await.unwrap();
 }
 
