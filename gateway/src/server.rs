@@ -43,6 +43,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     let exchange = config.exchange();
     let mut options = EngineOptions::new(&config.server.data);
     options.durability = config.server.durability.durability();
+    options.idle.spins = config.server.engine_idle_spins;
+    options.idle.yields = 0;
     let engine = tokio::task::block_in_place(|| {
         runtime::start(options, &exchange, Box::new(SystemClock::default()))
     })
