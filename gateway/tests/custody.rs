@@ -219,7 +219,9 @@ async fn coincheck_a_drained_xem_hot_wallet_halts_withdrawals_and_is_made_good()
     );
     // Reconciliation still agrees with the chain: the top-up moved coins there too.
     let s = wait_status(&mut operator, |s| {
-        wallet(s, "XEM", "customer", "cold")["seq"].as_u64() > Some(top_up_seq)
+        ["customer", "house"]
+            .iter()
+            .all(|pool| wallet(s, "XEM", pool, "cold")["seq"].as_u64() > Some(top_up_seq))
     })
     .await;
     assert_eq!(wallet(&s, "XEM", "customer", "cold")["observed"], "3019000");
