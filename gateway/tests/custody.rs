@@ -72,12 +72,15 @@ async fn coincheck_a_drained_xem_hot_wallet_halts_withdrawals_and_is_made_good()
 
     // Start: 3 customers × 1,000,000 XEM, 5% hot (150,000), the rest cold (2,850,000). The
     // house's 500,000 XEM: 25,000 hot, 475,000 cold.
+    // Every wallet reconciled once: 5 coins × (hot, cold) × 2 pools, and JPY's bank × 2.
     let s = wait_status(&mut operator, |s| {
-        s["assets"]
+        let wallets: usize = s["assets"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|a| a["wallets"].as_array().is_some_and(|w| !w.is_empty()))
+            .map(|a| a["wallets"].as_array().map_or(0, Vec::len))
+            .sum();
+        wallets == 22
     })
     .await;
     assert_eq!(wallet(&s, "XEM", "customer", "hot")["ledger"], "150000");
