@@ -1,15 +1,20 @@
-//! `kinko-bench`: runs benchmark scenarios and prints a table, or JSON lines with `--json`.
+//! `kinko-bench`: runs benchmark scenarios, prints each one's notes as it goes and one summary
+//! table at the end (or JSON lines on stdout with `--json`), and writes the rows as JSON lines and
+//! an HdrHistogram percentile distribution per row under `target/bench/`.
 //!
 //! ```sh
 //! cargo run --release -p benches --bin kinko-bench -- engine [--quick] [--json]
 //! cargo run --release -p benches --bin kinko-bench            # every scenario
 //! ```
 
+use std::path::PathBuf;
+use std::time::Instant;
+
 use clap::builder::PossibleValuesParser;
 use clap::Parser;
 
 use kinko_bench::machine::Machine;
-use kinko_bench::report::{json_line, table};
+use kinko_bench::report::{json_line, output_dir, table, write_files};
 use kinko_bench::scenarios::{Length, Options, Scenario};
 use kinko_bench::workload::SEED_DEFAULT;
 
@@ -36,6 +41,9 @@ struct Cli {
     /// Measured commands per run, overriding the default of the chosen length.
     #[arg(long)]
     commands: Option<usize>,
+    /// Where the JSON lines and `.hgrm` files go (default: `bench/` in the target directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 fn scenario_names() -> PossibleValuesParser {
@@ -53,6 +61,7 @@ fn parse_u64(text: &str) -> Result<u64, String> {
 
 fn main() {
     let cli = Cli::parse();
+    let started = Instant::now();
     let options = Options {
         length: if cli.quick {
             Length::Quick
@@ -71,7 +80,10 @@ fn main() {
         }
     };
     say(&Machine::detect().describe());
+    let out = cli.out.clone().unwrap_or_else(output_dir);
+    let mut rows = Vec::new();
     for scenario in selected(&cli.scenarios) {
+        say(&format!("\n== {}", scenario.name()));
         let report = scenario.run(&options);
         for note in &report.notes {
             say(note);
@@ -80,10 +92,25 @@ fn main() {
             for row in &report.rows {
                 println!("{}", json_line(row));
             }
-        } else {
-            print!("{}", table(&report.rows));
         }
+        match write_files(&out, scenario.name(), &report.rows) {
+            Ok(written) => say(&format!(
+                "files: {} and {} .hgrm in {}",
+                written[0].display(),
+                written.len() - 1,
+                out.join(scenario.name()).display()
+            )),
+            Err(error) => say(&format!("files: not written to {}: {error}", out.display())),
+        }
+        rows.extend(report.rows);
     }
+    say("\n== summary");
+    say(table(&rows).trim_end());
+    say(&format!(
+        "{} rows in {:.0} s",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 /// The scenarios named on the command line, in order and without repeats; none or `all` is all.

@@ -15,6 +15,8 @@
 //! a histogram afterwards, so that neither a page fault nor the histogram's own work lands in a
 //! sample.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -22,13 +24,13 @@ use hdrhistogram::Histogram;
 /// Samples above this are recorded as this: a minute means the run is broken anyway.
 pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
 /// Three significant digits: a p99 of 812 ns is reported as 812, not 800.
-const HISTOGRAM_DIGITS: u8 = 3;
+pub const HISTOGRAM_DIGITS: u8 = 3;
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// Clock reads timed to estimate the cost of one.
 const CLOCK_CALIBRATION_READS: u32 = 1_000_000;
 
 /// Latency percentiles of one run, in nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Percentiles {
     pub p50_ns: u64,
     pub p90_ns: u64,
@@ -36,6 +38,38 @@ pub struct Percentiles {
     pub p999_ns: u64,
     pub p9999_ns: u64,
     pub max_ns: u64,
+    /// The whole distribution the percentiles were read from, for the `.hgrm` file a plotter
+    /// reads; empty when the percentiles were written by hand.
+    pub distribution: Distribution,
+}
+
+/// A histogram of latency samples in nanoseconds, shared rather than copied: it is written once,
+/// to `target/bench/`, after the run.
+#[derive(Clone, Default)]
+pub struct Distribution(Option<Arc<Histogram<u64>>>);
+
+impl Distribution {
+    pub fn histogram(&self) -> Option<&Histogram<u64>> {
+        self.0.as_deref()
+    }
+}
+
+impl PartialEq for Distribution {
+    fn eq(&self, other: &Distribution) -> bool {
+        self.histogram() == other.histogram()
+    }
+}
+
+impl Eq for Distribution {}
+
+impl fmt::Debug for Distribution {
+    // The counts array has thousands of entries: a failed assertion should not print them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.histogram() {
+            Some(histogram) => write!(f, "Distribution({} samples)", histogram.len()),
+            None => write!(f, "Distribution(none)"),
+        }
+    }
 }
 
 impl Percentiles {
@@ -54,6 +88,7 @@ impl Percentiles {
             p9999_ns: histogram.value_at_quantile(0.9999),
             // Exact, not the histogram's bucket edge: the worst sample is the one people ask about.
             max_ns: samples_ns.iter().copied().max().unwrap_or(0),
+            distribution: Distribution(Some(Arc::new(histogram))),
         }
     }
 }
@@ -260,6 +295,18 @@ mod tests {
         assert_eq!(p.p50_ns, 1);
         assert_eq!(p.max_ns, LATENCY_NS_MAX * 2);
         assert_eq!(Percentiles::from_samples(&[]).max_ns, 0);
+    }
+
+    #[test]
+    fn percentiles_keep_their_distribution() {
+        let p = Percentiles::from_samples(&[5, 7, 7]);
+        let histogram = p.distribution.histogram().expect("kept");
+        assert_eq!(histogram.len(), 3);
+        assert_eq!(histogram.count_at(7), 2);
+        assert_eq!(p, Percentiles::from_samples(&[7, 5, 7]));
+        assert_ne!(p, Percentiles::from_samples(&[5, 7, 8]));
+        assert_eq!(Percentiles::default().distribution.histogram(), None);
+        assert_eq!(format!("{:?}", p.distribution), "Distribution(3 samples)");
     }
 
     #[test]
