@@ -133,6 +133,25 @@ pub fn run_throughput(count: usize, mut step: impl FnMut(usize)) -> Duration {
     start.elapsed()
 }
 
+/// The engine's way of timing a replay: ops/s from a [`run_throughput`], percentiles from a
+/// [`run_latency`] (so that the clock's cost does not lower the throughput figure), each on a
+/// fresh state from `fresh`, and `done` called on the state after each run (a replay checks there
+/// that it ended where it should).
+pub fn run_throughput_then_latency<S>(
+    count: usize,
+    mut fresh: impl FnMut() -> S,
+    mut step: impl FnMut(&mut S, usize),
+    mut done: impl FnMut(&S),
+) -> (Duration, Timed) {
+    let mut state = fresh();
+    let elapsed = run_throughput(count, |i| step(&mut state, i));
+    done(&state);
+    let mut state = fresh();
+    let timed = run_latency(count, |i| step(&mut state, i));
+    done(&state);
+    (elapsed, timed)
+}
+
 /// Runs `count` steps, reading the clock once after each (see the module doc).
 pub fn run_latency(count: usize, mut step: impl FnMut(usize)) -> Timed {
     let mut samples_ns = samples_buffer(count);

@@ -130,6 +130,18 @@ impl CommandKind {
     }
 }
 
+/// Who sends the orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accounts {
+    /// Any of the [`ACCOUNTS`], drawn uniformly: now and then a taker meets a resting order of its
+    /// own account, which self-trade prevention cancels instead of trading.
+    Any,
+    /// The same draw with its lowest bit set by the side: even accounts buy, odd accounts sell, so
+    /// no order ever meets one of its own account's. Matching is then plain price-time priority,
+    /// which order books without self-trade prevention agree on (the `peers` scenario's check).
+    BySide,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkloadSpec {
     pub seed: u64,
@@ -199,7 +211,11 @@ pub struct Workload {
 
 impl Workload {
     pub fn generate(spec: WorkloadSpec) -> Workload {
-        let mut generator = Generator::new(spec.seed);
+        Workload::generate_with(spec, Accounts::Any)
+    }
+
+    pub fn generate_with(spec: WorkloadSpec, accounts: Accounts) -> Workload {
+        let mut generator = Generator::new(spec.seed, accounts);
         let capacity = ORDERS_RESTING_TARGET + spec.commands_warmup + spec.commands_measured;
         let mut commands = Vec::with_capacity(capacity);
         generator.build_book(&mut commands);
@@ -338,6 +354,7 @@ impl LiveOrders {
 /// Chooses each command from the shadow matcher's state, applies it, and records it.
 struct Generator {
     rng: SplitMix64,
+    accounts: Accounts,
     matcher: Matcher,
     live: LiveOrders,
     events: Vec<Event>,
@@ -347,9 +364,10 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(seed: u64) -> Generator {
+    fn new(seed: u64, accounts: Accounts) -> Generator {
         Generator {
             rng: SplitMix64::new(seed),
+            accounts,
             matcher: matcher_new(),
             live: LiveOrders::default(),
             events: Vec::with_capacity(64),
@@ -477,8 +495,13 @@ impl Generator {
     ) -> Command {
         let client_order_id = self.client_order_id_next;
         self.client_order_id_next += 1;
+        let drawn = self.rng.below(u64::from(ACCOUNTS)) as AccountId;
+        let account = match self.accounts {
+            Accounts::Any => drawn,
+            Accounts::BySide => (drawn & !1) | AccountId::from(side == Side::Sell),
+        };
         Command::NewOrder(NewOrder {
-            account: self.rng.below(u64::from(ACCOUNTS)) as AccountId,
+            account,
             instrument: INSTRUMENT,
             client_order_id,
             side,
@@ -690,6 +713,49 @@ mod tests {
             matcher.apply(record, &mut out);
         }
         assert_eq!(matcher.orders_open(), workload.outcome.orders_open);
+    }
+
+    #[test]
+    fn accounts_by_side_never_self_match_and_keep_the_mix() {
+        let any = Workload::generate(spec(9));
+        let by_side = Workload::generate_with(spec(9), Accounts::BySide);
+        let self_trades = |workload: &Workload| {
+            let mut matcher = matcher_new();
+            let mut out = Vec::new();
+            let mut cancelled = 0;
+            for record in &workload.commands {
+                out.clear();
+                matcher.apply(record, &mut out);
+                cancelled += out
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e,
+                            Event::Cancelled {
+                                reason: CancelReason::SelfTradePrevention,
+                                ..
+                            }
+                        )
+                    })
+                    .count();
+            }
+            cancelled
+        };
+        assert!(
+            self_trades(&any) > 0,
+            "uniform accounts meet themselves now and then"
+        );
+        assert_eq!(self_trades(&by_side), 0);
+        for record in &by_side.commands {
+            if let Command::NewOrder(order) = record.command {
+                assert_eq!(order.account % 2 == 1, order.side == Side::Sell);
+            }
+        }
+        assert_eq!(by_side.stats.rejects, 0);
+        for kind in CommandKind::ALL {
+            let delta = by_side.stats.share(kind) - any.stats.share(kind);
+            assert!(delta.abs() < 0.005, "{} differs by {delta}", kind.name());
+        }
     }
 
     #[test]

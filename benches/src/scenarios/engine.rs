@@ -12,7 +12,7 @@ use engine::{Event, Matcher, Sequenced};
 
 use crate::machine::{others_share_since, CpuTimes};
 use crate::measure::{
-    clock_read_ns, ops_per_sec, probe_stalls, run_fixed_rate, run_latency, run_throughput,
+    clock_read_ns, ops_per_sec, probe_stalls, run_fixed_rate, run_throughput_then_latency,
     Percentiles, Row, Stalls, Timed, STALL_NS_MIN,
 };
 use crate::scenarios::{Length, Options, Report};
@@ -71,13 +71,12 @@ pub fn run(options: &Options) -> Report {
 pub fn row_fastest(workload: &Workload) -> Row {
     let cpu_before = CpuTimes::now();
     let count = workload.measured().len();
-    let mut replay = Replay::new(workload);
-    let elapsed = run_throughput(count, |i| replay.step(i));
-    replay.check_complete();
-
-    let mut replay = Replay::new(workload);
-    let timed = run_latency(count, |i| replay.step(i));
-    replay.check_complete();
+    let (elapsed, timed) = run_throughput_then_latency(
+        count,
+        || Replay::new(workload),
+        |replay, i| replay.step(i),
+        |replay| replay.check_complete(),
+    );
     Row {
         scenario: "engine".into(),
         count: count as u64,
@@ -109,7 +108,7 @@ fn row_at_rate(workload: &Workload, rate_per_sec: u64) -> Row {
 }
 
 /// A fresh matcher in the warmed-up state, and the measured commands to feed it.
-struct Replay<'a> {
+pub(crate) struct Replay<'a> {
     workload: &'a Workload,
     measured: &'a [Sequenced],
     matcher: Matcher,
@@ -118,7 +117,7 @@ struct Replay<'a> {
 }
 
 impl<'a> Replay<'a> {
-    fn new(workload: &'a Workload) -> Replay<'a> {
+    pub(crate) fn new(workload: &'a Workload) -> Replay<'a> {
         let mut matcher = matcher_new();
         let mut out = Vec::with_capacity(EVENTS_PER_COMMAND_MAX);
         for record in workload.warmup() {
@@ -135,14 +134,14 @@ impl<'a> Replay<'a> {
     }
 
     #[inline(always)]
-    fn step(&mut self, i: usize) {
+    pub(crate) fn step(&mut self, i: usize) {
         self.out.clear();
         self.matcher.apply(&self.measured[i], &mut self.out);
         self.events += self.out.len() as u64;
     }
 
     /// After all measured commands: the engine must be where the generator's shadow ended.
-    fn check_complete(&self) {
+    pub(crate) fn check_complete(&self) {
         let outcome = Outcome {
             events_measured: self.events,
             order_id_next: self.matcher.order_id_next(),

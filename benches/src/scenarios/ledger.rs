@@ -6,7 +6,7 @@ use engine::{Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, Sequenced
 use ledger::{AssetSpec, Pool};
 
 use crate::machine::{others_share_since, CpuTimes};
-use crate::measure::{ops_per_sec, run_latency, run_throughput, Percentiles, Row};
+use crate::measure::{ops_per_sec, run_throughput_then_latency, Percentiles, Row};
 use crate::scenarios::engine::row_fastest;
 use crate::scenarios::{Length, Options, Report};
 use crate::workload::{
@@ -75,12 +75,16 @@ pub fn run(options: &Options) -> Report {
     matching.scenario = "ledger:matching-only".into();
 
     let cpu_before = CpuTimes::now();
-    let mut replay = Replay::new(&workload);
-    let elapsed = run_throughput(count, |i| replay.step(i));
-    replay.check(&workload);
-    let mut replay = Replay::new(&workload);
-    let timed = run_latency(count, |i| replay.step(i));
-    replay.check(&workload);
+    let mut settled = 0;
+    let (elapsed, timed) = run_throughput_then_latency(
+        count,
+        || Replay::new(&workload),
+        |replay, i| replay.step(i),
+        |replay| {
+            replay.check(&workload);
+            settled = replay.settled;
+        },
+    );
     let ledger = Row {
         scenario: "ledger".into(),
         count: count as u64,
@@ -102,7 +106,7 @@ pub fn run(options: &Options) -> Report {
             1e9 / matching.ops_per_sec,
             matching.ops_per_sec / ledger.ops_per_sec
         ),
-        format!("settlements: {} fills settled; every open order's reservation checked at the end", replay.settled),
+        format!("settlements: {} fills settled; every open order's reservation checked at the end", settled),
     ];
     Report {
         notes,

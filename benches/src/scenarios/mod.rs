@@ -9,6 +9,7 @@ pub mod fix;
 pub mod journal;
 pub mod ledger;
 pub mod loopback;
+pub mod peers;
 pub mod pipeline;
 pub mod replay;
 pub mod ws;
@@ -31,6 +32,8 @@ pub enum Scenario {
     Fix,
     /// `kinko-replay verify` on a journal of millions of records.
     Replay,
+    /// The `engine` stream through Kinko's matching core and published order-book crates.
+    Peers,
 }
 
 impl Scenario {
@@ -43,6 +46,7 @@ impl Scenario {
         Scenario::Ws,
         Scenario::Fix,
         Scenario::Replay,
+        Scenario::Peers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Scenario {
             Scenario::Ws => "ws",
             Scenario::Fix => "fix",
             Scenario::Replay => "replay",
+            Scenario::Peers => "peers",
         }
     }
 
@@ -70,6 +75,7 @@ impl Scenario {
             Scenario::Ws => ws::run(options),
             Scenario::Fix => fix::run(options),
             Scenario::Replay => replay::run(options),
+            Scenario::Peers => peers::run(options),
         }
     }
 }
