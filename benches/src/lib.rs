@@ -1,12 +1,13 @@
 //! Kinko's benchmarks: the workload generator, the measurement loops and the scenarios behind the
 //! `kinko-bench` binary, and the fixed book the criterion micro-benchmarks run on.
 //!
-//! Benchmarks print figures; they never decide whether a build passes (no unit test times
-//! anything). They drive the engine through its public API only: nothing here re-implements
+//! Benchmarks print figures; no unit test times anything. What can fail a build is the guard
+//! ([`guard`]): a ratio between two figures of the same run falling far below its floor. They drive the engine through its public API only: nothing here re-implements
 //! matching, and a replay that ends anywhere but where the generator's shadow matcher ended is a
 //! bug, not a figure.
 
 pub mod fixture;
+pub mod guard;
 pub mod machine;
 pub mod measure;
 pub mod report;

@@ -1,19 +1,23 @@
 //! `kinko-bench`: runs benchmark scenarios, prints each one's notes as it goes and one summary
 //! table at the end (or JSON lines on stdout with `--json`), and writes the rows as JSON lines and
-//! an HdrHistogram percentile distribution per row under `target/bench/`.
+//! an HdrHistogram percentile distribution per row under `target/bench/`. Then the guard judges
+//! each figure against a reference point of the same run; the exit status is 1 if one fails.
 //!
 //! ```sh
 //! cargo run --release -p benches --bin kinko-bench -- engine [--quick] [--json]
 //! cargo run --release -p benches --bin kinko-bench            # every scenario
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::builder::PossibleValuesParser;
 use clap::Parser;
 
+use kinko_bench::guard::{self, RULES};
 use kinko_bench::machine::Machine;
+use kinko_bench::measure::Row;
 use kinko_bench::report::{json_line, output_dir, table, write_files};
 use kinko_bench::scenarios::{Length, Options, Scenario};
 use kinko_bench::workload::SEED_DEFAULT;
@@ -59,7 +63,7 @@ fn parse_u64(text: &str) -> Result<u64, String> {
     parsed.map_err(|e| format!("not a number: {e}"))
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let started = Instant::now();
     let options = Options {
@@ -88,20 +92,7 @@ fn main() {
         for note in &report.notes {
             say(note);
         }
-        if cli.json {
-            for row in &report.rows {
-                println!("{}", json_line(row));
-            }
-        }
-        match write_files(&out, scenario.name(), &report.rows) {
-            Ok(written) => say(&format!(
-                "files: {} and {} .hgrm in {}",
-                written[0].display(),
-                written.len() - 1,
-                out.join(scenario.name()).display()
-            )),
-            Err(error) => say(&format!("files: not written to {}: {error}", out.display())),
-        }
+        keep(&report.rows, scenario.name(), &out, cli.json, &say);
         rows.extend(report.rows);
     }
     say("\n== summary");
@@ -111,6 +102,32 @@ fn main() {
         rows.len(),
         started.elapsed().as_secs_f64()
     ));
+    say("\n== guard (each figure against a reference point of this run; docs/PERFORMANCE.md)");
+    let verdicts = guard::check(RULES, &rows);
+    say(guard::table(&verdicts, &guard::unguarded(RULES, &rows)).trim_end());
+    if guard::passed(&verdicts) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints the rows as JSON lines (with `--json`) and writes their files.
+fn keep(rows: &[Row], scenario: &str, out: &Path, json: bool, say: &impl Fn(&str)) {
+    if json {
+        for row in rows {
+            println!("{}", json_line(row));
+        }
+    }
+    match write_files(out, scenario, rows) {
+        Ok(written) => say(&format!(
+            "files: {} and {} .hgrm in {}",
+            written[0].display(),
+            written.len() - 1,
+            out.join(scenario).display()
+        )),
+        Err(error) => say(&format!("files: not written to {}: {error}", out.display())),
+    }
 }
 
 /// The scenarios named on the command line, in order and without repeats; none or `all` is all.

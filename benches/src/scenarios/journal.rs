@@ -6,7 +6,7 @@
 //! The segment is sized to hold the whole run (no rotation inside the measurement): a rotation
 //! creates and pre-faults a new file, which is a start-up cost, not an append cost.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use engine::journal::format::{encode_into, Genesis, RecordKind};
@@ -126,6 +126,47 @@ pub fn run(options: &Options) -> Report {
             },
         ],
     }
+}
+
+/// The engine thread's work on one batch, on the calling thread and without its queue: each
+/// command journaled, applied, and its events journaled, then one commit and the drain of the
+/// balances the batch changed (`runtime`'s `process` less the publishing). `seq` is the last
+/// sequence number used; each record's timestamp is its sequence number, as the engine never
+/// reads it.
+pub fn apply_and_journal(
+    exchange: &mut Exchange,
+    writer: &mut JournalWriter<MmapStorage>,
+    batch: &[ExchangeCommand],
+    seq: &mut u64,
+    events: &mut Vec<ExchangeEvent>,
+) {
+    for &command in batch {
+        *seq += 1;
+        writer.append_command(*seq, *seq, &command);
+        events.clear();
+        exchange.apply(
+            &Sequenced {
+                seq: *seq,
+                ts_ns: *seq,
+                command,
+            },
+            events,
+        );
+        writer.append_events(*seq, *seq, events);
+    }
+    writer.commit(*seq).expect("commit");
+    let mut balances = Vec::new();
+    exchange.drain_touched_balances(&mut balances);
+}
+
+/// A journal writer on a fresh `journal/` folder in `dir`, for the ledger workload's exchange.
+pub fn writer_new(dir: &Path, segment_bytes: usize) -> JournalWriter<MmapStorage> {
+    let storage = MmapStorage::open(&dir.join("journal")).expect("journal directory");
+    let genesis = Genesis {
+        config: exchange_config(),
+    };
+    JournalWriter::create(storage, &genesis, 0, segment_bytes, Durability::Process)
+        .expect("create journal")
 }
 
 /// A fresh directory under the system's temporary folder.

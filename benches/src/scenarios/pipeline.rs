@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
+use engine::journal::format::SEGMENT_BYTES_DEFAULT;
 use engine::journal::Durability;
 use engine::runtime::{self, EngineHandle, EngineOptions, SystemClock};
-use engine::ExchangeCommand;
+use engine::{Exchange, ExchangeCommand};
 
 use crate::measure::{Percentiles, Row};
-use crate::scenarios::journal::scratch_dir;
+use crate::scenarios::journal::{apply_and_journal, scratch_dir, writer_new};
 use crate::scenarios::ledger::{exchange_config, setup_commands};
 use crate::scenarios::{Length, Options, Report};
 use crate::workload::{Workload, WorkloadSpec};
@@ -36,7 +37,7 @@ pub fn run(options: &Options) -> Report {
         commands_warmup: 20_000,
         commands_measured: commands,
     });
-    let mut rows = Vec::new();
+    let mut rows = vec![in_process_row(&workload, commands)];
     for (durability, rates) in [
         (Durability::Process, &RATES_PROCESS[..]),
         (Durability::Fsync, &RATES_FSYNC[..]),
@@ -72,12 +73,58 @@ pub fn run(options: &Options) -> Report {
             runtime::QUEUE_CAPACITY_DEFAULT,
             runtime::BATCH_COMMANDS_MAX
         ),
+        format!(
+            "pipeline:in-process: the engine thread's work without its threads and queues: the same \
+             commands journaled, applied and committed in batches of {} on one thread (latency per \
+             batch); the reference the guard holds pipeline:process to",
+            runtime::BATCH_COMMANDS_MAX
+        ),
         "latency: from the command's scheduled send time (fixed rate) or its enqueue (fastest row) \
          to the consumer thread receiving its acknowledgement, which is published only after the \
          batch is journaled"
             .into(),
     ];
     Report { notes, rows }
+}
+
+/// The `process` durability's work on one thread, in full batches: what `pipeline:process` would
+/// do if the producer, the queue, the consumer and the hand-offs between threads cost nothing.
+fn in_process_row(workload: &Workload, count: usize) -> Row {
+    let dir = scratch_dir("pipeline-in-process");
+    let mut writer = writer_new(&dir, SEGMENT_BYTES_DEFAULT);
+    let mut exchange = Exchange::new(exchange_config()).expect("valid configuration");
+    let (mut seq, mut events) = (0, Vec::new());
+    let setup = setup_commands().into_iter();
+    let warmup = workload
+        .warmup()
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command));
+    let ready: Vec<ExchangeCommand> = setup.chain(warmup).collect();
+    for batch in ready.chunks(runtime::BATCH_COMMANDS_MAX) {
+        apply_and_journal(&mut exchange, &mut writer, batch, &mut seq, &mut events);
+    }
+    let commands: Vec<ExchangeCommand> = workload.measured()[..count]
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command))
+        .collect();
+    let mut batch_ns = Vec::new();
+    let start = Instant::now();
+    for batch in commands.chunks(runtime::BATCH_COMMANDS_MAX) {
+        let batch_start = Instant::now();
+        apply_and_journal(&mut exchange, &mut writer, batch, &mut seq, &mut events);
+        batch_ns.push(batch_start.elapsed().as_nanos() as u64);
+    }
+    let elapsed = start.elapsed();
+    drop(writer);
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        scenario: "pipeline:in-process".into(),
+        count: count as u64,
+        ops_per_sec: count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        offered_per_sec: None,
+        latency: Percentiles::from_samples(&batch_ns),
+        others_cpu_share: None,
+    }
 }
 
 /// A fresh engine with the accounts funded and the book warmed up.
