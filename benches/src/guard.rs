@@ -200,7 +200,10 @@ pub fn table(verdicts: &[Verdict], unguarded: &[&str]) -> String {
             [
                 v.row.clone(),
                 v.reference.clone(),
-                format!("{:.3}", v.standing),
+                match v.outcome {
+                    Outcome::Skipped => "-".into(),
+                    _ => format!("{:.3}", v.standing),
+                },
                 format!("{:.3}", v.typical),
                 format!("{:.3}", v.floor),
                 match v.outcome {

@@ -56,7 +56,14 @@ pub fn run(options: &Options) -> Report {
         .push(stalls_note(stalls, others_share_since(cpu_before)));
     report.rows.push(row_fastest(&workload));
     for rate_per_sec in RATES_PER_SEC {
-        report.rows.push(row_at_rate(&workload, rate_per_sec));
+        report.rows.push(row_at_rate(
+            "engine",
+            &workload,
+            rate_per_sec,
+            Replay::new(&workload),
+            |replay, i| replay.step(i),
+            |replay| replay.check_complete(),
+        ));
     }
     report.notes.push(
         "replay: every run through all measured commands reproduced the generated outcome \
@@ -87,18 +94,27 @@ pub fn row_fastest(workload: &Workload) -> Row {
     }
 }
 
-fn row_at_rate(workload: &Workload, rate_per_sec: u64) -> Row {
+/// A row at a fixed offered rate over a warmed-up `replay` of the workload's measured commands
+/// (at most [`RATE_RUN_SECONDS_MAX`] of them), named `NAME@RATE`; `check` runs on the replay when
+/// it went through every measured command. `engine@RATE` and `ledger@RATE` are made here.
+pub(crate) fn row_at_rate<R>(
+    name: &str,
+    workload: &Workload,
+    rate_per_sec: u64,
+    mut replay: R,
+    mut step: impl FnMut(&mut R, usize),
+    check: impl FnOnce(&R),
+) -> Row {
     let count_cap = (rate_per_sec * RATE_RUN_SECONDS_MAX) as usize;
     let count = workload.measured().len().min(count_cap);
-    let mut replay = Replay::new(workload);
     let cpu_before = CpuTimes::now();
-    let timed: Timed = run_fixed_rate(count, rate_per_sec, |i| replay.step(i));
+    let timed: Timed = run_fixed_rate(count, rate_per_sec, |i| step(&mut replay, i));
     let others_cpu_share = others_share_since(cpu_before);
     if count == workload.measured().len() {
-        replay.check_complete();
+        check(&replay);
     }
     Row {
-        scenario: format!("engine@{rate_per_sec}"),
+        scenario: format!("{name}@{rate_per_sec}"),
         count: count as u64,
         ops_per_sec: timed.ops_per_sec(),
         offered_per_sec: Some(rate_per_sec),

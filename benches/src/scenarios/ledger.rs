@@ -6,8 +6,8 @@ use engine::{Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent, Sequenced
 use ledger::{AssetSpec, Pool};
 
 use crate::machine::{others_share_since, CpuTimes};
-use crate::measure::{ops_per_sec, run_fixed_rate, run_throughput_then_latency, Percentiles, Row};
-use crate::scenarios::engine::{row_fastest, RATE_RUN_SECONDS_MAX};
+use crate::measure::{ops_per_sec, run_throughput_then_latency, Percentiles, Row};
+use crate::scenarios::engine::{row_at_rate, row_fastest, RATE_RUN_SECONDS_MAX};
 use crate::scenarios::{Length, Options, Report};
 use crate::workload::{
     engine_config, instrument_spec, Workload, WorkloadSpec, ACCOUNTS, COMMANDS_MEASURED_DEFAULT,
@@ -96,7 +96,15 @@ pub fn run(options: &Options) -> Report {
         latency: Percentiles::from_samples(&timed.samples_ns),
         others_cpu_share: others_share_since(cpu_before),
     };
-    let at_rate = row_at_rate(&workload);
+    // The whole exchange at the rate exchange-core publishes its latency at (see `engine@RATE`).
+    let at_rate = row_at_rate(
+        "ledger",
+        &workload,
+        RATE_PER_SEC,
+        Replay::new(&workload),
+        |replay, i| replay.step(i),
+        |replay| replay.check(&workload),
+    );
     let notes = vec![
         format!(
             "workload: the engine scenario's commands (seed {:#x}, {count} measured) through the whole \
@@ -119,27 +127,6 @@ pub fn run(options: &Options) -> Report {
     Report {
         notes,
         rows: vec![ledger, at_rate, matching],
-    }
-}
-
-/// The whole exchange at [`RATE_PER_SEC`], without coordinated omission (see `engine@RATE`).
-fn row_at_rate(workload: &Workload) -> Row {
-    let count_cap = (RATE_PER_SEC * RATE_RUN_SECONDS_MAX) as usize;
-    let count = workload.measured().len().min(count_cap);
-    let mut replay = Replay::new(workload);
-    let cpu_before = CpuTimes::now();
-    let timed = run_fixed_rate(count, RATE_PER_SEC, |i| replay.step(i));
-    let others_cpu_share = others_share_since(cpu_before);
-    if count == workload.measured().len() {
-        replay.check(workload);
-    }
-    Row {
-        scenario: format!("ledger@{RATE_PER_SEC}"),
-        count: count as u64,
-        ops_per_sec: timed.ops_per_sec(),
-        offered_per_sec: Some(RATE_PER_SEC),
-        latency: Percentiles::from_samples(&timed.samples_ns),
-        others_cpu_share,
     }
 }
 

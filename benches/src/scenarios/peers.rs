@@ -846,6 +846,12 @@ mod tests {
             qty_lots,
             tif: TimeInForce::Gtc,
         };
+        let move_to = |id, side, price_ticks, qty_lots| PeerOp::Move {
+            id,
+            side,
+            price_ticks,
+            qty_lots,
+        };
         let ops = vec![
             gtc(1, Side::Sell, 101, 5),
             gtc(2, Side::Sell, 101, 5),
@@ -863,23 +869,13 @@ mod tests {
             // Nothing rests at 101 now; had the IOC rested, this sell would trade with it.
             gtc(6, Side::Sell, 101, 4),
             // 3 moves to 101 behind 6: it loses its place.
-            PeerOp::Move {
-                id: 3,
-                side: Side::Sell,
-                price_ticks: 101,
-                qty_lots: 5,
-            },
+            move_to(3, Side::Sell, 101, 5),
             gtc(7, Side::Buy, 101, 6),
             PeerOp::Cancel { id: 3 },
             // A buy resting at 100, then a sell moved onto it trades.
             gtc(8, Side::Buy, 100, 2),
             gtc(9, Side::Sell, 103, 2),
-            PeerOp::Move {
-                id: 9,
-                side: Side::Sell,
-                price_ticks: 100,
-                qty_lots: 2,
-            },
+            move_to(9, Side::Sell, 100, 2),
         ];
         let expected = vec![
             vec![],
