@@ -464,11 +464,8 @@ impl Exchange {
         address: Address,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        if let Err(reason) = self.account_and_asset(account, asset) {
+        if let Err(reason) = self.account_asset_address(account, asset, address) {
             return reject(out, Some(account), reason);
-        }
-        if !address.is_valid() {
-            return reject(out, Some(account), RejectReason::InvalidAddress);
         }
         let max = self.config.custody.addresses_per_account_max as usize;
         let entries = self.custody.whitelist.entry((account, asset)).or_default();
@@ -520,11 +517,8 @@ impl Exchange {
         address: Address,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        if let Err(reason) = self.account_and_asset(account, asset) {
+        if let Err(reason) = self.account_asset_address(account, asset, address) {
             return reject(out, Some(account), reason);
-        }
-        if !address.is_valid() {
-            return reject(out, Some(account), RejectReason::InvalidAddress);
         }
         if self.custody.deposit_addresses.contains_key(&address) {
             return reject(out, Some(account), RejectReason::AddressInUse);
@@ -1115,7 +1109,8 @@ impl Exchange {
             operator,
         }));
         // Trading follows the halts of both assets of each instrument that uses this one.
-        for (i, market) in self.markets.clone().iter().enumerate() {
+        for i in 0..self.markets.len() {
+            let market = self.markets[i];
             if market.base != asset && market.quote != asset {
                 continue;
             }
@@ -1195,6 +1190,20 @@ impl Exchange {
             return Err(RejectReason::InvalidLocation);
         }
         Ok(spec)
+    }
+
+    /// The account and asset exist and the address is well formed.
+    fn account_asset_address(
+        &self,
+        account: AccountId,
+        asset: AssetId,
+        address: Address,
+    ) -> Result<(), RejectReason> {
+        self.account_and_asset(account, asset)?;
+        if !address.is_valid() {
+            return Err(RejectReason::InvalidAddress);
+        }
+        Ok(())
     }
 
     fn account_and_asset(&self, account: AccountId, asset: AssetId) -> Result<(), RejectReason> {
