@@ -17,6 +17,7 @@ use ledger::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{KeyChange, OperatorCommand};
 use crate::command::{Command, NewOrder, Sequenced};
 use crate::custody::{
     Address, AssetHalts, CustodyConfig, CustodyEvent, CustodyState, OperatorId, Sig,
@@ -153,6 +154,46 @@ pub enum ExchangeCommand {
         target: Location,
         amount_units: AmountUnits,
     },
+    /// An operator action, carrying who did it (the audit trail, [`crate::audit`]). Applied
+    /// exactly as its unattributed twin; a key change is recorded only.
+    Operator {
+        operator: OperatorId,
+        command: OperatorCommand,
+    },
+}
+
+impl OperatorCommand {
+    /// The unattributed command this action applies as; `None` for a key change.
+    pub fn plain(self) -> Option<ExchangeCommand> {
+        Some(match self {
+            OperatorCommand::HaltInstrument { instrument } => {
+                ExchangeCommand::Trade(Command::Halt { instrument })
+            }
+            OperatorCommand::ResumeInstrument { instrument } => {
+                ExchangeCommand::Trade(Command::Resume { instrument })
+            }
+            OperatorCommand::SetHousePolicy { instrument, policy } => {
+                ExchangeCommand::SetHousePolicy { instrument, policy }
+            }
+            OperatorCommand::CustodyTransfer {
+                pool,
+                asset,
+                source,
+                target,
+                amount_units,
+            } => ExchangeCommand::CustodyTransfer {
+                pool,
+                asset,
+                source,
+                target,
+                amount_units,
+            },
+            OperatorCommand::ColdToHotCancel { request_id } => {
+                ExchangeCommand::ColdToHotCancel { request_id }
+            }
+            OperatorCommand::Key(_) => return None,
+        })
+    }
 }
 
 /// Which sides of a fill belong to the house. Only possible on a `Disclosed` instrument, and then
@@ -280,6 +321,11 @@ pub enum ExchangeEvent {
     },
     Alert(Alert),
     Custody(CustodyEvent),
+    /// An operator changed an API key (recorded; the gateway enforces it).
+    KeyChanged {
+        operator: OperatorId,
+        change: KeyChange,
+    },
 }
 
 /// How an instrument's ticks and lots become asset units.
@@ -472,7 +518,39 @@ impl Exchange {
     pub fn apply(&mut self, record: &Sequenced<ExchangeCommand>, out: &mut Vec<ExchangeEvent>) {
         let first = out.len();
         self.ledger.clear_changed();
+        self.dispatch(record, out);
+        assert!(
+            out.len() > first,
+            "command at seq {} produced no event",
+            record.seq
+        );
+        if self.check_invariants {
+            if let Err(violation) = self.check_invariants() {
+                panic!(
+                    "ledger invariant broken at seq {}: {violation:?}",
+                    record.seq
+                );
+            }
+        }
+    }
+
+    fn dispatch(&mut self, record: &Sequenced<ExchangeCommand>, out: &mut Vec<ExchangeEvent>) {
         match record.command {
+            ExchangeCommand::Operator { operator, command } => match command.plain() {
+                Some(plain) => {
+                    let inner = Sequenced {
+                        seq: record.seq,
+                        ts_ns: record.ts_ns,
+                        command: plain,
+                    };
+                    self.dispatch(&inner, out);
+                }
+                None => {
+                    if let OperatorCommand::Key(change) = command {
+                        out.push(ExchangeEvent::KeyChanged { operator, change });
+                    }
+                }
+            },
             ExchangeCommand::Trade(command) => self.trade(record, command, out),
             ExchangeCommand::CreateAccount { pool } => self.create_account(pool, out),
             ExchangeCommand::Deposit {
@@ -486,19 +564,6 @@ impl Exchange {
                 self.set_house_policy(record, instrument, policy, out)
             }
             _ => self.apply_custody(record, out),
-        }
-        assert!(
-            out.len() > first,
-            "command at seq {} produced no event",
-            record.seq
-        );
-        if self.check_invariants {
-            if let Err(violation) = self.check_invariants() {
-                panic!(
-                    "ledger invariant broken at seq {}: {violation:?}",
-                    record.seq
-                );
-            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! It must never: read the time, touch a file or a socket, round a price or a quantity, or print a
 //! trade that did not come out of matching on the public book.
 
+pub mod audit;
 mod book;
 pub mod command;
 pub mod custody;

@@ -674,3 +674,95 @@ fn malformed_addresses_are_refused() {
     let ok = Address::parse(&"x".repeat(64)).unwrap();
     assert_eq!(ok.to_string(), "x".repeat(64));
 }
+
+/// Operator actions in the envelope that names who did them apply exactly as their unattributed
+/// twins (same events, same state), and key changes are recorded as events without changing any
+/// state: the audit trail costs nothing to the state machine's meaning.
+#[test]
+fn attributed_operator_actions_apply_as_their_plain_twins() {
+    use engine::audit::{permission, KeyChange, KeyGrant, KeyLabel, KeyRole, OperatorCommand};
+    let run = |attributed: bool| {
+        let mut v = Venue::new();
+        funded(&mut v, Pool::Customer, BTC, 1_000_000);
+        let actions = [
+            OperatorCommand::CustodyTransfer {
+                pool: Pool::Customer,
+                asset: BTC,
+                source: Location::Hot,
+                target: Location::Cold,
+                amount_units: 600_000,
+            },
+            OperatorCommand::HaltInstrument { instrument: 0 },
+            OperatorCommand::ResumeInstrument { instrument: 0 },
+            OperatorCommand::SetHousePolicy {
+                instrument: 0,
+                policy: HousePolicy::Disclosed,
+            },
+            OperatorCommand::ColdToHotCancel { request_id: 77 },
+        ];
+        let mut events = Vec::new();
+        for action in actions {
+            let command = if attributed {
+                ExchangeCommand::Operator {
+                    operator: 4,
+                    command: action,
+                }
+            } else {
+                action.plain().expect("not a key change")
+            };
+            events.push(v.apply(command));
+        }
+        (events, v.exchange.snapshot())
+    };
+    let (plain_events, plain_state) = run(false);
+    let (events, state) = run(true);
+    assert_eq!(events, plain_events);
+    assert_eq!(state, plain_state);
+    assert!(matches!(
+        events[1][..],
+        [ExchangeEvent::Order(Event::Halted { instrument: 0 })]
+    ));
+    assert_eq!(
+        rejected(&events[4]),
+        Some(RejectReason::UnknownColdMove),
+        "a refused action is refused the same way"
+    );
+
+    let mut v = Venue::new();
+    let before = v.exchange.snapshot();
+    let change = KeyChange::Created {
+        key: engine::audit::KEY_ID_CREATED_FIRST,
+        label: KeyLabel::new("k-bot-1").unwrap(),
+        grant: KeyGrant {
+            account: 0,
+            role: KeyRole::Trader,
+            permissions: permission::READ | permission::TRADE,
+            expires_ms: 0,
+            ip_rules: 1,
+        },
+    };
+    let events = v.apply(ExchangeCommand::Operator {
+        operator: 4,
+        command: OperatorCommand::Key(change),
+    });
+    assert_eq!(
+        events,
+        vec![ExchangeEvent::KeyChanged {
+            operator: 4,
+            change
+        }]
+    );
+    assert_eq!(v.exchange.snapshot(), before);
+}
+
+#[test]
+fn key_labels_are_short_printable_names() {
+    use engine::audit::KeyLabel;
+    assert_eq!(KeyLabel::new("demo-alice").unwrap().as_str(), "demo-alice");
+    assert_eq!(KeyLabel::new(&"k".repeat(32)).unwrap().as_str().len(), 32);
+    assert!(KeyLabel::new(&"k".repeat(33)).is_none());
+    assert!(KeyLabel::new("").is_none());
+    assert!(KeyLabel::new("two words").is_none());
+    assert!(KeyLabel::new("a\u{1}b").is_none());
+    assert!(KeyLabel::new("clé").is_none());
+}
