@@ -55,6 +55,9 @@ pub enum AdminAction {
         asset: String,
         amount: String,
     },
+    /// Any other operator request of docs/API.md, sent as it is (keys, security status, house
+    /// policy, cancelling a cold → hot request).
+    Request(Value),
 }
 
 struct Client {
@@ -162,6 +165,7 @@ pub async fn run(connection: &Connection, action: AdminAction) -> Result<Value, 
         AdminAction::TopUp { asset, amount } => {
             json!({"type": "top_up", "asset": asset, "amount": amount})
         }
+        AdminAction::Request(request) => request,
     };
     let reply = client.request(request).await?;
     if reply["type"] == "error" {

@@ -23,6 +23,33 @@ pub enum Role {
     Auditor,
 }
 
+impl Role {
+    /// A key's permissions when its configuration names none.
+    pub fn permissions_default(self) -> u8 {
+        use engine::audit::permission;
+        match self {
+            Role::Trader => permission::ALL,
+            Role::Operator | Role::Auditor => permission::READ,
+        }
+    }
+
+    pub fn key_role(self) -> engine::audit::KeyRole {
+        match self {
+            Role::Trader => engine::audit::KeyRole::Trader,
+            Role::Operator => engine::audit::KeyRole::Operator,
+            Role::Auditor => engine::audit::KeyRole::Auditor,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Trader => "trader",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountConfig {
     pub name: String,
@@ -48,12 +75,123 @@ impl PoolName {
     }
 }
 
+/// A key of the configuration file. Its secret lives in this file, outside the data folder;
+/// keys made at run time (`kinko admin keys create`) live sealed in `DATA/keys.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyConfig {
     pub key: String,
     pub secret: String,
     pub account: String,
     pub role: Role,
+    /// `read`, `trade`, `withdraw`. Absent: a trader key gets all three, an operator's or an
+    /// auditor's `read` (their own actions are allowed by the role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<Permission>>,
+    /// Addresses or CIDR ranges the key may connect from (`"10.0.0.0/8"`, `"::1"`). Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_ips: Vec<String>,
+    /// When the key stops working, RFC 3339 (`"2027-01-01T00:00:00Z"`). Absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl KeyConfig {
+    /// The permission bits of [`engine::audit::permission`].
+    pub fn permission_bits(&self) -> u8 {
+        match &self.permissions {
+            Some(list) => list.iter().fold(0, |bits, p| bits | p.bit()),
+            None => self.role.permissions_default(),
+        }
+    }
+
+    /// The expiry in milliseconds since the Unix epoch, if any.
+    pub fn expires_ms(&self) -> Result<Option<u64>, String> {
+        self.expires
+            .as_deref()
+            .map(|text| parse_time_ms(text).map_err(|e| format!("key {}: expires: {e}", self.key)))
+            .transpose()
+    }
+}
+
+/// Parses an RFC 3339 time or a whole number of milliseconds since the Unix epoch.
+pub fn parse_time_ms(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is neither RFC 3339 nor milliseconds: {e}"))?;
+    u64::try_from(time.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("{text:?} is before 1970"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    Read,
+    Trade,
+    Withdraw,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 3] = [Permission::Read, Permission::Trade, Permission::Withdraw];
+
+    pub fn bit(self) -> u8 {
+        use engine::audit::permission;
+        match self {
+            Permission::Read => permission::READ,
+            Permission::Trade => permission::TRADE,
+            Permission::Withdraw => permission::WITHDRAW,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Trade => "trade",
+            Permission::Withdraw => "withdraw",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.name() == text)
+    }
+
+    /// The names of the bits set in `bits`, in the order read, trade, withdraw.
+    pub fn names(bits: u8) -> Vec<&'static str> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| bits & p.bit() != 0)
+            .map(Permission::name)
+            .collect()
+    }
+}
+
+/// Keys at rest and failed logins: see docs/API.md, "Keys and permissions".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// The 32-byte key that seals the secrets of keys made at run time. `KINKO_MASTER_KEY` (64
+    /// hex digits) wins when set; otherwise this file, created owner-only at first start.
+    /// Absent: `<data folder>.master-key` beside the data folder, never inside it, so that a
+    /// copy of the data folder does not carry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
+    /// Failed logins from one address, or for one key, within the window, after which further
+    /// attempts are refused without being checked for `auth_block_secs` (and an alert raised).
+    pub auth_failures_max: u32,
+    pub auth_failure_window_secs: u64,
+    pub auth_block_secs: u64,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> SecuritySettings {
+        SecuritySettings {
+            master_key_file: None,
+            auth_failures_max: 5,
+            auth_failure_window_secs: 60,
+            auth_block_secs: 60,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +340,8 @@ pub struct ServeConfig {
     pub fix: FixSettings,
     #[serde(default)]
     pub custody: CustodySettings,
+    #[serde(default)]
+    pub security: SecuritySettings,
     /// When absent, the embedded default exchange (engine::defaults).
     #[serde(default)]
     pub exchange: Option<ExchangeConfig>,
@@ -230,6 +370,29 @@ impl ServeConfig {
                     key.key, key.account
                 ));
             }
+            if engine::audit::KeyLabel::new(&key.key).is_none() {
+                return Err(format!(
+                    "key {:?}: a key name is 1 to 32 printable ASCII characters without spaces",
+                    key.key
+                ));
+            }
+            for rule in &key.allow_ips {
+                crate::auth::IpRule::parse(rule)
+                    .map_err(|e| format!("key {}: allow_ips: {e}", key.key))?;
+            }
+            key.expires_ms()?;
+        }
+        let mut key_names: Vec<&str> = self.keys.iter().map(|k| k.key.as_str()).collect();
+        key_names.sort_unstable();
+        if key_names.windows(2).any(|w| w[0] == w[1]) {
+            return Err("key names must be unique".into());
+        }
+        let security = &self.security;
+        if security.auth_failures_max == 0
+            || security.auth_failure_window_secs == 0
+            || security.auth_block_secs == 0
+        {
+            return Err("security: auth_failures_max, auth_failure_window_secs and auth_block_secs must be positive".into());
         }
         let mut names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
         names.sort_unstable();
@@ -307,6 +470,9 @@ pub fn default_config() -> ServeConfig {
         secret: format!("demo-{name}-secret"),
         account: account.into(),
         role,
+        permissions: None,
+        allow_ips: Vec::new(),
+        expires: None,
     };
     ServeConfig {
         server: ServerSection {
@@ -319,6 +485,7 @@ pub fn default_config() -> ServeConfig {
         limits: Limits::default(),
         fix: FixSettings::default(),
         custody: CustodySettings::default(),
+        security: SecuritySettings::default(),
         exchange: None,
         accounts: vec![
             customer("alice"),

@@ -68,6 +68,26 @@ pub struct SessionEntry {
     /// Told when the session must close because it stopped reading (its queue was full): the
     /// close cannot travel through the full queue itself.
     pub kill: Arc<tokio::sync::Notify>,
+    /// The API key the session logged in with (a FIX session: its SenderCompID); revoking,
+    /// rotating or the expiry of that key closes the session.
+    pub key: Option<String>,
+}
+
+/// Closes every open session (WebSocket and FIX) logged in with `key`; `reason` is the close
+/// reason (WebSocket) or the Logout text (FIX). Returns how many were told.
+pub fn close_sessions_of_key(shared: &Shared, key: &str, reason: &'static str) -> usize {
+    let inner = shared.inner.lock();
+    let mut told = 0;
+    for entry in inner.sessions.values() {
+        if entry.key.as_deref() == Some(key) {
+            if entry.tx.try_send(Outgoing::Close(reason)).is_err() {
+                // A full queue cannot carry the close: the kill switch does.
+                entry.kill.notify_one();
+            }
+            told += 1;
+        }
+    }
+    told
 }
 
 /// Everything the hub and the sessions share, under one lock so that a book snapshot taken at
@@ -112,7 +132,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: ServeConfig, submitter: Submitter, start: &ExchangeSnapshot) -> Shared {
+    pub fn new(
+        config: ServeConfig,
+        keys: Keys,
+        submitter: Submitter,
+        start: &ExchangeSnapshot,
+    ) -> Shared {
         let exchange = config.exchange();
         let mut books: Vec<BookMirror> = start
             .matcher
@@ -151,7 +176,7 @@ impl Shared {
             }
         }
         Shared {
-            keys: Keys::new(&config),
+            keys,
             config,
             exchange,
             submitter,

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub req_id: Option<u64>,
+    /// When trying again makes sense (throttled logins).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             req_id: None,
+            retry_after_ms: None,
         }
     }
 
@@ -34,11 +37,16 @@ impl ApiError {
             code: snake(reason.name()),
             message: reason.message().into(),
             req_id: None,
+            retry_after_ms: None,
         }
     }
 
     pub fn json(&self) -> Value {
-        json!({ "type": "error", "req_id": self.req_id, "code": self.code, "message": self.message })
+        let mut error = json!({ "type": "error", "req_id": self.req_id, "code": self.code, "message": self.message });
+        if let Some(ms) = self.retry_after_ms {
+            error["retry_after_ms"] = json!(ms);
+        }
+        error
     }
 }
 
@@ -227,6 +235,8 @@ pub enum Request {
     CancelAllAfter(CancelAllAfterMsg),
     /// Deposits, withdrawals, halts, cold → hot approvals, top-ups (gateway::custody).
     Custody(crate::custody::CustodyRequest),
+    /// Keys, the security status, house policy, cancelling a cold → hot move (gateway::operator).
+    Operator(crate::operator::OperatorRequest),
 }
 
 /// Parses one text frame, naming precisely what is wrong with it.
@@ -270,12 +280,15 @@ pub fn parse(text: &str) -> Result<Request, ApiError> {
         "ping" => typed(body(object)).map(Request::Ping),
         "open_orders" => typed(body(object)).map(Request::OpenOrders),
         "cancel_all_after" => typed(body(object)).map(Request::CancelAllAfter),
-        other => match crate::custody::CustodyRequest::parse(other, body(object)) {
+        other => match crate::custody::CustodyRequest::parse(other, body(object.clone())) {
             Some(request) => request.map(Request::Custody),
-            None => Err(ApiError::new(
-                "unknown_type",
-                format!("unknown message type `{other}`"),
-            )),
+            None => match crate::operator::OperatorRequest::parse(other, body(object)) {
+                Some(request) => request.map(Request::Operator),
+                None => Err(ApiError::new(
+                    "unknown_type",
+                    format!("unknown message type `{other}`"),
+                )),
+            },
         },
     };
     request.map_err(with_id)

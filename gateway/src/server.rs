@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -56,8 +56,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
         tracing::warn!("{warning}");
     }
     let start_state = engine.recovery.snapshot.clone().expect("start-up snapshot");
+    let (keys, registrations) = crate::auth::Keys::open(&config)?;
     let shared = Arc::new(Shared::new(
         config.clone(),
+        keys,
         engine.submitter(),
         &start_state,
     ));
@@ -70,7 +72,9 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     if engine.recovery.created {
         bootstrap(&config, &engine, &shared).await?;
     }
+    register_keys(&engine, &shared, registrations).await?;
     tokio::spawn(crate::custody::drive(shared.clone()));
+    tokio::spawn(expire_keys(shared.clone()));
     let listener = TcpListener::bind(config.server.http)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.http))?;
@@ -85,6 +89,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
             axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
                 let _ = stream.set_nodelay(true);
             });
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
@@ -136,6 +141,53 @@ impl Running {
             let _ = hub.join();
         }
         Ok(last)
+    }
+}
+
+/// Journals the configuration's keys that the journal does not know yet (or knows with another
+/// grant), so that the audit trail names every operator from the journal alone.
+async fn register_keys(
+    engine: &EngineHandle,
+    shared: &Shared,
+    registrations: Vec<crate::auth::Pending>,
+) -> Result<(), String> {
+    if registrations.is_empty() {
+        return Ok(());
+    }
+    let submitter = engine.submitter();
+    let target = engine
+        .stats()
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + registrations.len() as u64;
+    for pending in &registrations {
+        let command = ExchangeCommand::Operator {
+            operator: engine::custody::OPERATOR_SYSTEM,
+            command: engine::audit::OperatorCommand::Key(pending.change),
+        };
+        while submitter.submit(0, command).is_err() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    while shared.inner.lock().seq_published < target {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let now = crate::operator::now_ms();
+    for pending in &registrations {
+        shared.keys.commit(pending, now)?;
+    }
+    Ok(())
+}
+
+/// Closes the sessions of keys as they expire (a login with an expired key is refused anyway).
+async fn expire_keys(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        every.tick().await;
+        for key in shared.keys.newly_expired(crate::operator::now_ms()) {
+            let closed = hub::close_sessions_of_key(&shared, &key, "key_expired");
+            tracing::warn!("key {key} expired; {closed} open session(s) closed");
+        }
     }
 }
 
@@ -253,6 +305,12 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/book/{symbol}", get(book))
         .route("/api/trades/{symbol}", get(trades))
         .route("/ws", get(ws))
+        .route("/api/v1/account", get(private_account))
+        .route("/api/v1/orders", axum::routing::post(private_order))
+        .route(
+            "/api/v1/withdrawals",
+            axum::routing::post(private_withdrawal),
+        )
         .route("/", get(|| page(include_str!("../web/index.html"))))
         .route("/trade", get(|| page(include_str!("../web/trade.html"))))
         .route(
@@ -281,12 +339,166 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn ws(upgrade: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+async fn ws(
+    upgrade: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
     let frame_bytes_max = shared.config.limits.frame_bytes_max;
     upgrade
         .max_message_size(frame_bytes_max)
         .max_frame_size(frame_bytes_max)
-        .on_upgrade(move |socket| crate::session::run(socket, shared))
+        .on_upgrade(move |socket| crate::session::run(socket, shared, peer))
+}
+
+/// The private HTTP API's authentication: headers `KINKO-KEY`, `KINKO-TS` (ms), `KINKO-NONCE`,
+/// `KINKO-SIGN` = hex(HMAC-SHA256(secret, "{ts}{nonce}{METHOD}{path}{body}")). The same key
+/// checks as a WebSocket login (allowlist, expiry, revocation, nonce, throttling).
+#[allow(clippy::result_large_err)] // The refusal is the response itself, made once per request.
+fn authenticate_http(
+    shared: &Shared,
+    headers: &axum::http::HeaderMap,
+    peer: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<crate::auth::Principal, Response> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(key), Some(ts), Some(nonce), Some(sig)) = (
+        header("kinko-key"),
+        header("kinko-ts"),
+        header("kinko-nonce"),
+        header("kinko-sign"),
+    ) else {
+        let error = protocol::ApiError::new(
+            "not_logged_in",
+            "send the headers KINKO-KEY, KINKO-TS, KINKO-NONCE and KINKO-SIGN",
+        );
+        return Err((StatusCode::UNAUTHORIZED, Json(error.json())).into_response());
+    };
+    let (Ok(ts), Ok(nonce)) = (ts.parse::<u64>(), nonce.parse::<u64>()) else {
+        let error = protocol::ApiError::new(
+            "invalid_field",
+            "KINKO-TS and KINKO-NONCE must be whole numbers",
+        );
+        return Err((StatusCode::BAD_REQUEST, Json(error.json())).into_response());
+    };
+    let signed = crate::auth::http_message(ts, nonce, method, path, body);
+    shared
+        .keys
+        .check_http(
+            key,
+            ts,
+            nonce,
+            &signed,
+            sig,
+            crate::operator::now_ms(),
+            peer.ip(),
+        )
+        .map_err(|e| {
+            let status = match e {
+                crate::auth::LoginError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+                crate::auth::LoginError::AddressNotAllowed => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            (status, Json(crate::session::login_error(e).json())).into_response()
+        })
+}
+
+/// The reply of a one-shot session as an HTTP response: 200, or an error status by code.
+fn http_reply(reply: Value) -> Response {
+    if reply["type"] != "error" {
+        return Json(reply).into_response();
+    }
+    let status = match reply["code"].as_str().unwrap_or("") {
+        "permission_denied" | "forbidden" => StatusCode::FORBIDDEN,
+        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+        "busy" | "timeout" | "server_shutdown" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (status, Json(reply)).into_response()
+}
+
+/// `GET /api/v1/account`: balances and open orders (permission `read`).
+async fn private_account(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let principal = match authenticate_http(&shared, &headers, peer, "GET", "/api/v1/account", "") {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    if let Err(e) = crate::session::permitted(&principal, crate::config::Permission::Read) {
+        return (StatusCode::FORBIDDEN, Json(e.json())).into_response();
+    }
+    let account = principal.account;
+    let inner = shared.inner.lock();
+    let balances: Vec<_> = inner
+        .balances
+        .range((account, 0)..=(account, u16::MAX))
+        .map(|(k, b)| (k.1, *b))
+        .collect();
+    let orders = hub::open_orders_json(&inner, &shared.exchange, account);
+    drop(inner);
+    let balances: Vec<Value> = balances
+        .into_iter()
+        .map(|(asset, b)| shared.balance_json(account, asset, b))
+        .collect();
+    Json(json!({"type": "account", "account": account, "balances": balances, "orders": orders}))
+        .into_response()
+}
+
+/// `POST /api/v1/orders`: a `new_order` (permission `trade`), body as over the WebSocket.
+async fn private_order(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    private_request(shared, headers, peer, "/api/v1/orders", "new_order", body).await
+}
+
+/// `POST /api/v1/withdrawals`: a `withdraw` (permission `withdraw`), body as over the WebSocket.
+async fn private_withdrawal(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    private_request(
+        shared,
+        headers,
+        peer,
+        "/api/v1/withdrawals",
+        "withdraw",
+        body,
+    )
+    .await
+}
+
+async fn private_request(
+    shared: Arc<Shared>,
+    headers: axum::http::HeaderMap,
+    peer: SocketAddr,
+    path: &str,
+    kind: &str,
+    body: String,
+) -> Response {
+    let principal = match authenticate_http(&shared, &headers, peer, "POST", path, &body) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let mut request = match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(object)) => object,
+        _ => {
+            let error = protocol::ApiError::new("bad_json", "the body must be a JSON object");
+            return (StatusCode::BAD_REQUEST, Json(error.json())).into_response();
+        }
+    };
+    request.insert("type".into(), json!(kind));
+    let reply = crate::session::one_shot(shared, principal, peer, Value::Object(request)).await;
+    http_reply(reply)
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use engine::audit::OperatorCommand;
 use engine::{
     AccountId, Command, Event, ExchangeCommand, ExchangeEvent, NewOrder, OrderRef, RejectReason,
 };
@@ -16,8 +17,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::auth::Principal;
-use crate::config::Role;
+use crate::auth::{Pending, Principal};
+use crate::config::{Permission, Role};
 use crate::hub::{Outgoing, SessionEntry, Shared, Wire};
 use crate::protocol::{self, ApiError, Request};
 
@@ -71,6 +72,10 @@ struct Session {
     violations: u32,
     /// The dead-man's switch: when it expires, every open order of the account is cancelled.
     cancel_all_at: Option<tokio::time::Instant>,
+    /// The client's address (logins check it against the key's allowlist and throttling).
+    peer: std::net::IpAddr,
+    /// Key changes of this operator's, waiting for their journal record (token → change).
+    pending_keys: HashMap<u64, Pending>,
 }
 
 enum Flow {
@@ -78,7 +83,7 @@ enum Flow {
     Close(u16, &'static str),
 }
 
-pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
+pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: std::net::SocketAddr) {
     let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
     let limits = shared.config.limits.clone();
     let (tx, mut rx) = mpsc::channel(limits.outbound_messages_max);
@@ -91,6 +96,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
             channels: BTreeSet::new(),
             wire: Wire::Json,
             kill: kill.clone(),
+            key: None,
         },
     );
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -104,6 +110,8 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
         bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
         violations: 0,
         cancel_all_at: None,
+        peer: peer.ip(),
+        pending_keys: HashMap::new(),
     };
     let (mut sink, mut stream) = socket.split();
     let idle = Duration::from_secs(limits.idle_timeout_secs);
@@ -189,6 +197,73 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
     session.finish();
 }
 
+/// One request of the private HTTP API, as a session that lives for that request: the same
+/// checks (rate limits, permissions, instrument rules) and the same replies as over the socket.
+/// `principal` was authenticated by the HTTP layer. No pushes reach it (no account routing).
+pub async fn one_shot(
+    shared: Arc<Shared>,
+    principal: Principal,
+    peer: std::net::SocketAddr,
+    request: Value,
+) -> Value {
+    let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
+    let limits = shared.config.limits.clone();
+    let (tx, mut rx) = mpsc::channel(64);
+    shared.inner.lock().sessions.insert(
+        id,
+        SessionEntry {
+            tx,
+            account: None,
+            channels: BTreeSet::new(),
+            wire: Wire::Json,
+            kill: Arc::new(tokio::sync::Notify::new()),
+            key: Some(principal.key.clone()),
+        },
+    );
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let mut session = Session {
+        id,
+        shared: shared.clone(),
+        principal: Some(principal),
+        cancel_on_disconnect: false,
+        pending: HashMap::new(),
+        token_next: 0,
+        bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
+        violations: 0,
+        cancel_all_at: None,
+        peer: peer.ip(),
+        pending_keys: HashMap::new(),
+    };
+    let (mut replies, _) = session.handle(&request.to_string());
+    let reply = if replies.is_empty() {
+        let wait = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match rx.recv().await {
+                    Some(Outgoing::Ack {
+                        token, seq, events, ..
+                    }) => break session.on_ack(token, seq, &events),
+                    Some(Outgoing::Close(reason)) => {
+                        break ApiError::new(reason, close_message(reason)).json()
+                    }
+                    Some(_) => continue,
+                    None => break ApiError::new("server_shutdown", "closed by the server").json(),
+                }
+            }
+        });
+        wait.await.unwrap_or_else(|_| {
+            ApiError::new(
+                "timeout",
+                "no acknowledgement within 10 s; the outcome is unknown",
+            )
+            .json()
+        })
+    } else {
+        replies.swap_remove(0)
+    };
+    session.finish();
+    reply
+}
+
 /// Waits until `at`, or forever when there is no deadline.
 async fn until(at: Option<tokio::time::Instant>) {
     match at {
@@ -234,6 +309,9 @@ fn close_message(reason: &str) -> &'static str {
         "slow_consumer" => "the connection did not read its messages fast enough",
         "idle_timeout" => "nothing received within the idle timeout",
         "rate_limit_abuse" => "too many requests past the rate limit",
+        "key_revoked" => "the API key of this session was revoked",
+        "key_rotated" => "the API key of this session was given a new secret; log in again",
+        "key_expired" => "the API key of this session has expired",
         _ => "closed by the server",
     }
 }
@@ -292,6 +370,10 @@ impl Session {
     }
 
     fn request(&mut self, request: Request) -> Result<Vec<Value>, ApiError> {
+        let request_kind = match &request {
+            Request::Halt(_) => "halt",
+            _ => "",
+        };
         match request {
             Request::Ping(p) => Ok(vec![json!({"type": "pong", "req_id": p.req_id})]),
             Request::CancelAllAfter(m) => {
@@ -319,6 +401,7 @@ impl Session {
                         p.req_id,
                     )
                 })?;
+                permitted(principal, Permission::Read).map_err(|e| with(e, p.req_id))?;
                 let inner = self.shared.inner.lock();
                 let orders =
                     crate::hub::open_orders_json(&inner, &self.shared.exchange, principal.account);
@@ -423,21 +506,31 @@ impl Session {
                 };
                 Err(with(error, m.req_id))
             }
-            Request::Halt(m) => {
+            Request::Halt(m) | Request::Resume(m) => {
                 let (instrument, _) = protocol::instrument(&self.shared.exchange, &m.instrument)
                     .map_err(|e| with(e, m.req_id))?;
-                self.submit(
-                    m.req_id,
-                    ExchangeCommand::Trade(Command::Halt { instrument }),
-                )
+                let command = if matches!(request_kind, "halt") {
+                    OperatorCommand::HaltInstrument { instrument }
+                } else {
+                    OperatorCommand::ResumeInstrument { instrument }
+                };
+                let operator = self.principal.as_ref().map_or(u32::MAX, |p| p.id);
+                self.submit(m.req_id, ExchangeCommand::Operator { operator, command })
             }
-            Request::Resume(m) => {
-                let (instrument, _) = protocol::instrument(&self.shared.exchange, &m.instrument)
-                    .map_err(|e| with(e, m.req_id))?;
-                self.submit(
-                    m.req_id,
-                    ExchangeCommand::Trade(Command::Resume { instrument }),
-                )
+            Request::Operator(m) => {
+                let req_id = m.req_id();
+                let action = crate::operator::handle(&self.shared, self.principal.as_ref(), m)
+                    .map_err(|e| with(e, req_id))?;
+                match action {
+                    crate::operator::Action::Reply(reply) => Ok(vec![reply]),
+                    crate::operator::Action::Submit(command) => self.submit(req_id, command),
+                    crate::operator::Action::SubmitKey(command, pending) => {
+                        let token = self.token_peek();
+                        let replies = self.submit(req_id, command)?;
+                        self.pending_keys.insert(token, *pending);
+                        Ok(replies)
+                    }
+                }
             }
         }
     }
@@ -467,7 +560,10 @@ impl Session {
             .clone()
             .ok_or_else(|| ApiError::new("not_logged_in", "log in before sending orders"))?;
         match principal.role {
-            Role::Trader => Ok(principal),
+            Role::Trader => {
+                permitted(&principal, Permission::Trade)?;
+                Ok(principal)
+            }
             Role::Operator => Err(ApiError::new("forbidden", "an operator key cannot trade")),
             Role::Auditor => Err(ApiError::new("forbidden", "an auditor key can only read")),
         }
@@ -563,8 +659,18 @@ impl Session {
         let principal = self
             .shared
             .keys
-            .login(&l.key, l.ts, l.nonce, &l.sig, now_ms)
-            .map_err(|e| with(ApiError::new(e.code(), e.message()), l.req_id))?;
+            .login(&l.key, l.ts, l.nonce, &l.sig, now_ms, self.peer)
+            .map_err(|e| with(login_error(e), l.req_id))?;
+        if l.cancel_on_disconnect
+            && principal.role == Role::Trader
+            && !principal.may(Permission::Trade)
+        {
+            let error = ApiError::new(
+                "permission_denied",
+                "cancel_on_disconnect needs a key with the `trade` permission",
+            );
+            return Err(with(error, l.req_id));
+        }
         if l.cancel_on_disconnect && principal.role != Role::Trader {
             // An operator's or auditor's key is bound to the house account: its disconnect must
             // not cancel the house's orders. FIX refuses 8013=Y the same way.
@@ -574,14 +680,19 @@ impl Session {
         self.cancel_on_disconnect = l.cancel_on_disconnect;
         let account = principal.account;
         let role = principal.role;
-        self.principal = Some(principal);
+        // Without `read`, the account's balances and executions are not pushed to this session.
+        let reads = principal.may(Permission::Read);
+        let permissions = Permission::names(principal.permissions);
         let mut inner = self.shared.inner.lock();
         if let Some(entry) = inner.sessions.get_mut(&self.id) {
-            entry.account = Some(account);
+            entry.account = reads.then_some(account);
+            entry.key = Some(principal.key.clone());
         }
+        self.principal = Some(principal);
         let balances: Vec<_> = inner
             .balances
             .range((account, 0)..=(account, u16::MAX))
+            .filter(|_| reads)
             .map(|(k, b)| (k.1, *b))
             .collect();
         drop(inner);
@@ -592,9 +703,14 @@ impl Session {
             .collect();
         Ok(vec![json!({
             "type": "logged_in", "req_id": l.req_id, "account": account,
-            "role": format!("{role:?}").to_lowercase(), "cancel_on_disconnect": l.cancel_on_disconnect,
+            "role": role.name(), "permissions": permissions, "cancel_on_disconnect": l.cancel_on_disconnect,
             "balances": balances,
         })])
+    }
+
+    /// The token the next [`Session::submit`] will use.
+    fn token_peek(&self) -> u64 {
+        (self.id << 32) | u64::from(self.token_next.wrapping_add(1))
     }
 
     fn submit(
@@ -626,6 +742,9 @@ impl Session {
             .latency(started.elapsed().as_micros() as u64);
         let mut reply = ack_json(&self.shared.exchange, req_id, seq, events);
         reply["rate_remaining"] = json!(self.rate_remaining());
+        if let Some(pending) = self.pending_keys.remove(&token) {
+            crate::operator::key_change_journaled(&self.shared, &pending, events, &mut reply);
+        }
         reply
     }
 
@@ -650,6 +769,25 @@ impl Session {
             cancel_on_disconnect(shared, principal.account, 0);
         }
     }
+}
+
+/// Refused unless the key has `permission`.
+pub fn permitted(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
+    if principal.may(permission) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        "permission_denied",
+        format!("this API key lacks the `{}` permission", permission.name()),
+    ))
+}
+
+pub fn login_error(error: crate::auth::LoginError) -> ApiError {
+    let mut api = ApiError::new(error.code(), error.message());
+    if let crate::auth::LoginError::Throttled(ms) = error {
+        api.retry_after_ms = Some(ms);
+    }
+    api
 }
 
 /// Attempts to hand a cancel-on-disconnect to the engine queue before giving up.

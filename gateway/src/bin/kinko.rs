@@ -104,6 +104,48 @@ enum AdminCmd {
     },
     /// The house replaces customer-pool losses of an asset from its own cold wallet or bank.
     TopUp { asset: String, amount: String },
+    /// Cancel a pending cold → hot request.
+    CancelColdToHot { request_id: u64 },
+    /// Set an instrument's house policy: `forbidden` (the house never trades it) or `disclosed`.
+    Policy { instrument: String, policy: String },
+    /// Failed logins, throttled addresses and keys, security alerts.
+    Security,
+    /// API keys: create, list, rotate, revoke. Secrets are shown once, at creation or rotation.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Every key with its account, role, permissions, allowlist, expiry and status (no secrets).
+    List,
+    /// A new key; prints its secret once.
+    Create {
+        /// The account (its name in the configuration, e.g. alice, or its number).
+        #[arg(long)]
+        account: String,
+        /// trader, operator or auditor.
+        #[arg(long, default_value = "trader")]
+        role: String,
+        /// Comma-separated: read, trade, withdraw (default: the role's).
+        #[arg(long, value_delimiter = ',')]
+        permissions: Option<Vec<String>>,
+        /// An address or CIDR range the key may be used from (repeat for more). None: any.
+        #[arg(long = "allow-ip")]
+        allow_ips: Vec<String>,
+        /// When the key stops working: RFC 3339 (2027-01-01T00:00:00Z) or ms since the epoch.
+        #[arg(long)]
+        expires: Option<String>,
+        /// The key's name (default: k- and 16 random hex digits).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// A new secret for a key; the old one stops working and its sessions are closed.
+    Rotate { key: String },
+    /// Revoke a key: refused from now on, its open sessions closed at once.
+    Revoke { key: String },
 }
 
 fn main() -> ExitCode {
@@ -227,6 +269,35 @@ fn admin(connection: gateway::admin::Connection, action: AdminCmd) -> ExitCode {
             }
         }
         AdminCmd::TopUp { asset, amount } => AdminAction::TopUp { asset, amount },
+        AdminCmd::CancelColdToHot { request_id } => AdminAction::Request(serde_json::json!({
+            "type": "cancel_cold_to_hot", "request_id": request_id.to_string(),
+        })),
+        AdminCmd::Policy { instrument, policy } => AdminAction::Request(serde_json::json!({
+            "type": "set_house_policy", "instrument": instrument, "policy": policy,
+        })),
+        AdminCmd::Security => AdminAction::Request(serde_json::json!({"type": "security_status"})),
+        AdminCmd::Keys { action } => AdminAction::Request(match action {
+            KeysCmd::List => serde_json::json!({"type": "list_keys"}),
+            KeysCmd::Create {
+                account,
+                role,
+                permissions,
+                allow_ips,
+                expires,
+                name,
+            } => {
+                let account = match account.parse::<u64>() {
+                    Ok(n) => serde_json::json!(n),
+                    Err(_) => serde_json::json!(account),
+                };
+                serde_json::json!({
+                    "type": "create_key", "key": name, "account": account, "role": role,
+                    "permissions": permissions, "allow_ips": allow_ips, "expires_at": expires,
+                })
+            }
+            KeysCmd::Rotate { key } => serde_json::json!({"type": "rotate_key", "key": key}),
+            KeysCmd::Revoke { key } => serde_json::json!({"type": "revoke_key", "key": key}),
+        }),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

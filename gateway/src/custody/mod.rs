@@ -601,7 +601,11 @@ pub struct DriverOrder {
 impl DriverOrder {
     /// The chain move that mirrors the command once the ledger accepted it.
     fn chain_move(&self) -> Option<ChainMove> {
-        match self.command {
+        let command = match self.command {
+            ExchangeCommand::Operator { command, .. } => command.plain()?,
+            plain => plain,
+        };
+        match command {
             ExchangeCommand::CustodyTransfer {
                 pool,
                 asset,
@@ -676,13 +680,9 @@ fn hex_bytes<const N: usize>(field: &str, text: &str) -> Result<[u8; N], ApiErro
     Ok(out)
 }
 
-fn operator_id(shared: &Shared, principal: &Principal) -> OperatorId {
-    shared
-        .config
-        .keys
-        .iter()
-        .position(|k| k.key == principal.key)
-        .map_or(OperatorId::MAX - 1, |i| i as OperatorId)
+/// The operator's number in the journal: its key's ([`engine::audit`]).
+fn operator_id(principal: &Principal) -> OperatorId {
+    principal.id
 }
 
 /// Checks who may do what and turns a request into a command (or an immediate reply).
@@ -695,15 +695,22 @@ pub fn handle(
     let exchange = &shared.exchange;
     let principal = principal
         .ok_or_else(|| ApiError::new("not_logged_in", "log in before custody requests"))?;
-    let trader = || match principal.role {
+    let role = || match principal.role {
         Role::Trader => Ok(principal.account),
         _ => Err(ApiError::new(
             "forbidden",
             "only a trader key acts on its own account's deposits and withdrawals",
         )),
     };
+    // Withdrawals and the whitelist they are paid to need `withdraw`: a leaked trading key
+    // cannot move coins out, nor point the account at an attacker's address.
+    let trader = || {
+        let account = role()?;
+        crate::session::permitted(principal, crate::config::Permission::Withdraw)?;
+        Ok::<_, ApiError>(account)
+    };
     let operator = || match principal.role {
-        Role::Operator => Ok(operator_id(shared, principal)),
+        Role::Operator => Ok(operator_id(principal)),
         _ => Err(ApiError::new(
             "forbidden",
             "only an operator key may halt, move custody or top up",
@@ -753,7 +760,8 @@ pub fn handle(
             })
         }
         CustodyRequest::DepositAddress(m) => {
-            let account = trader()?;
+            let account = role()?;
+            crate::session::permitted(principal, crate::config::Permission::Read)?;
             let asset = asset_of(exchange, &m.asset)?;
             let found = shared
                 .inner
@@ -801,17 +809,20 @@ pub fn handle(
             })
         }
         CustodyRequest::SweepToCold(m) => {
-            operator()?;
+            let operator = operator()?;
             let asset = asset_of(exchange, &m.asset)?;
             if exchange.assets[asset as usize].class != AssetClass::Coin {
                 return Err(ApiError::reject(engine::RejectReason::InvalidLocation));
             }
-            let command = ExchangeCommand::CustodyTransfer {
-                pool: pool(m.pool),
-                asset,
-                source: Location::Hot,
-                target: Location::Cold,
-                amount_units: units(exchange, asset, &m.amount)?,
+            let command = ExchangeCommand::Operator {
+                operator,
+                command: engine::audit::OperatorCommand::CustodyTransfer {
+                    pool: pool(m.pool),
+                    asset,
+                    source: Location::Hot,
+                    target: Location::Cold,
+                    amount_units: units(exchange, asset, &m.amount)?,
+                },
             };
             shared.orders.lock().push(DriverOrder {
                 session,
@@ -932,6 +943,7 @@ impl Caller {
                 channels: Default::default(),
                 wire: Wire::Json,
                 kill: Arc::new(tokio::sync::Notify::new()),
+                key: None,
             },
         );
         Caller {

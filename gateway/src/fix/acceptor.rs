@@ -204,6 +204,7 @@ impl Registry {
                 channels: Default::default(),
                 wire: Wire::Raw,
                 kill: Default::default(),
+                key: Some(comp_id.to_string()),
             },
         );
         let session = Session::new(self.shared.clone(), principal, hub_id, store);
@@ -419,7 +420,7 @@ fn attach_connection(session: &mut Session, wire: &mut Option<Link>, attach: Att
         return;
     }
     tracing::info!("fix {}: connection from {}", session.peer(), attach.peer);
-    session.attach(Instant::now());
+    session.attach(Instant::now(), attach.peer);
     *wire = Some(Link {
         inbound: attach.inbound,
         writer: attach.writer,

@@ -30,8 +30,8 @@ use super::orders::{OrderEntry, Outcome};
 use super::store::Store;
 use super::time::{format_timestamp, now_ns, parse_timestamp};
 use super::{is_admin, tag};
-use crate::auth::{fix_logon_prehash, Principal};
-use crate::config::{FixSettings, Role};
+use crate::auth::{fix_logon_prehash, LoginError, Principal};
+use crate::config::{FixSettings, Permission, Role};
 use crate::hub::{fill_fee, Outgoing, Shared};
 use crate::session::TokenBucket;
 
@@ -66,6 +66,8 @@ struct Connection {
     /// Messages produced while resending.
     held: Vec<Vec<u8>>,
     close: bool,
+    /// The client's address (allowlist and throttling of Logons).
+    peer_ip: std::net::IpAddr,
     bucket: TokenBucket,
     /// Chosen at Logon: cancel the account's open orders when this connection ends.
     cancel_on_disconnect: bool,
@@ -129,7 +131,7 @@ impl Session {
     }
 
     /// A new connection whose first message will be handed to [`Session::receive`].
-    pub fn attach(&mut self, now: Instant) {
+    pub fn attach(&mut self, now: Instant, peer: std::net::SocketAddr) {
         assert!(self.connection.is_none(), "one connection per session");
         let limits = &self.shared.config.limits;
         self.connection = Some(Connection {
@@ -144,6 +146,7 @@ impl Session {
             resending: None,
             held: Vec::new(),
             close: false,
+            peer_ip: peer.ip(),
             bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
             cancel_on_disconnect: false,
         });
@@ -320,7 +323,7 @@ impl Session {
         let peer = self.peer().to_string();
         if let Err(text) = self.check_credentials(logon) {
             tracing::warn!("fix {peer}: {text}");
-            return self.refuse_logon(text);
+            return self.refuse_logon(&text);
         }
         if !self.sending_time_ok(logon) {
             return self.refuse_logon("SendingTime accuracy problem");
@@ -347,6 +350,11 @@ impl Session {
         if cancel_on_disconnect && self.principal.role != Role::Trader {
             let text = "CancelOrdersOnDisconnect(8013)=Y needs a trader key";
             return self.refuse_logon(text);
+        }
+        if cancel_on_disconnect && !self.principal.may(Permission::Trade) {
+            return self.refuse_logon(
+                "CancelOrdersOnDisconnect(8013)=Y needs a key with the trade permission",
+            );
         }
         let reset = logon.get(tag::RESET_SEQ_NUM_FLAG) == Some("Y");
         if reset {
@@ -385,34 +393,52 @@ impl Session {
 
     /// Username(553) and either Password(554) or a signature in RawData(96): `Err` is the
     /// Logout's Text. Nothing changes here but the last signed SendingTime, on success.
-    fn check_credentials(&mut self, logon: &Message) -> Result<(), &'static str> {
+    fn check_credentials(&mut self, logon: &Message) -> Result<(), String> {
         let peer = self.peer();
+        let peer_ip = self
+            .connection
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.peer_ip);
+        let now_ms = now_ns() / 1_000_000;
+        // A refusal that says why, without telling which part of a secret was wrong.
+        let refused = |error: LoginError| match error {
+            LoginError::BadSignature | LoginError::UnknownKey => None,
+            other => Some(format!("Logon refused: {}", other.message())),
+        };
         let username = logon.get(tag::USERNAME).unwrap_or("");
         let password = logon.get(tag::PASSWORD);
         let signature = logon.raw(tag::RAW_DATA);
         if password.is_some() && signature.is_some() {
             return Err(
-                "Logon refused: send Password(554) or a signature in RawData(96), not both",
+                "Logon refused: send Password(554) or a signature in RawData(96), not both".into(),
             );
         }
         let Some(signature) = signature else {
-            let authentic = username == peer
-                && self
-                    .shared
-                    .keys
-                    .check_password(peer, password.unwrap_or(""))
-                    .is_ok_and(|p| p == self.principal);
-            if !authentic {
-                return Err("Logon refused: wrong Username(553) or Password(554)");
+            let wrong = "Logon refused: wrong Username(553) or Password(554)".to_string();
+            if username != peer {
+                return Err(wrong);
             }
-            return Ok(());
+            return match self.shared.keys.check_password(
+                peer,
+                password.unwrap_or(""),
+                now_ms,
+                peer_ip,
+            ) {
+                Ok(p) if p.key == self.principal.key => Ok(()),
+                Ok(_) => Err(wrong),
+                Err(error) => Err(refused(error).unwrap_or(wrong)),
+            };
         };
         if username != peer {
-            return Err("Logon refused: Username(553) must be the API key in SenderCompID(49)");
+            return Err(
+                "Logon refused: Username(553) must be the API key in SenderCompID(49)".into(),
+            );
         }
         let length = logon.get(tag::RAW_DATA_LENGTH).and_then(|l| l.parse().ok());
         if length != Some(signature.len()) {
-            return Err("Logon refused: RawDataLength(95) must be the length of RawData(96)");
+            return Err(
+                "Logon refused: RawDataLength(95) must be the length of RawData(96)".into(),
+            );
         }
         let sent_ns = self.signed_sending_time(logon)?;
         let field = |tag: u32| logon.get(tag).unwrap_or("");
@@ -423,14 +449,16 @@ impl Session {
             field(tag::SENDER_COMP_ID),
             field(tag::TARGET_COMP_ID),
         );
-        let signed = std::str::from_utf8(signature).ok().is_some_and(|sig| {
-            self.shared
-                .keys
-                .check_signature(peer, prehash.as_bytes(), sig)
-                .is_ok_and(|p| p == self.principal)
-        });
-        if !signed {
-            return Err("Logon refused: RawData(96) is not the signature of this Logon");
+        let wrong = "Logon refused: RawData(96) is not the signature of this Logon".to_string();
+        let sig = std::str::from_utf8(signature).unwrap_or("");
+        match self
+            .shared
+            .keys
+            .check_signature(peer, prehash.as_bytes(), sig, now_ms, peer_ip)
+        {
+            Ok(p) if p.key == self.principal.key => {}
+            Ok(_) => return Err(wrong),
+            Err(error) => return Err(refused(error).unwrap_or(wrong)),
         }
         self.signed_sending_time_last_ns = Some(sent_ns);
         Ok(())
@@ -727,6 +755,16 @@ impl Session {
         if msg_type != "H" && self.principal.role != Role::Trader {
             let text =
                 format!("a key with role {:?} cannot trade", self.principal.role).to_lowercase();
+            self.business_reject(message, 6, &text);
+            return self.incr_target();
+        }
+        let needed = if msg_type == "H" {
+            Permission::Read
+        } else {
+            Permission::Trade
+        };
+        if !self.principal.may(needed) {
+            let text = format!("this API key lacks the `{}` permission", needed.name());
             self.business_reject(message, 6, &text);
             return self.incr_target();
         }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ledger::Pool;
 use replay::reports::{
-    balances, compensation, internalization, liabilities, segregation, trades, vwap,
+    actions, balances, compensation, internalization, liabilities, segregation, trades, vwap,
 };
 use replay::verify::VerifyReport;
 use replay::{
@@ -100,6 +100,8 @@ enum Command {
     },
     /// House policy over time and fills with a house side, per instrument.
     Internalization { dir: PathBuf },
+    /// The audit trail: every operator action with its actor, time and outcome.
+    Actions { dir: PathBuf },
     /// Merkle sum tree roots over customer balances, and one proof file per customer.
     Liabilities {
         dir: PathBuf,
@@ -298,6 +300,10 @@ fn report(command: Command, format: Format) -> Result<(), Box<dyn std::error::Er
         Command::Internalization { dir } => {
             let read = replay::open_journal(&dir)?;
             print(&internalization::internalization(&read)?, format);
+        }
+        Command::Actions { dir } => {
+            let read = replay::open_journal(&dir)?;
+            print(&actions::actions(&read)?, format);
         }
         Command::Verify { .. } | Command::VerifyInclusion { .. } | Command::Liabilities { .. } => {
             unreachable!("handled by run")

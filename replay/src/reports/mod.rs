@@ -2,6 +2,7 @@
 //! genesis through the engine's state machine (events demanded byte-identical, as in `verify`),
 //! never from a snapshot and never from a second implementation of the rules.
 
+pub mod actions;
 pub mod balances;
 pub mod compensation;
 pub mod internalization;
@@ -61,6 +62,15 @@ impl<'a> Catalog<'a> {
             .find(|(_, i)| i.symbol.eq_ignore_ascii_case(symbol))
             .map(|(i, spec)| (i as InstrumentId, spec))
             .ok_or_else(|| ReplayError::UnknownInstrument(symbol.into()))
+    }
+
+    /// `None` for a number the configuration does not have (a refused command can carry one).
+    pub fn instrument_get(&self, instrument: InstrumentId) -> Option<&'a InstrumentSpec> {
+        self.config.instruments.get(instrument as usize)
+    }
+
+    pub fn asset_get(&self, asset: AssetId) -> Option<&'a AssetSpec> {
+        self.config.assets.get(asset as usize)
     }
 
     pub fn instrument_spec(&self, instrument: InstrumentId) -> &'a InstrumentSpec {
