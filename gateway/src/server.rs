@@ -509,7 +509,23 @@ async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let text = shared.metrics.render(&shared.submitter);
+    let mut text = shared.metrics.render(&shared.submitter);
+    let keys = &shared.keys;
+    let counter = |name: &str, help: &str, value: u64| {
+        format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
+    };
+    text += &counter(
+        "kinko_auth_failures_total",
+        "Refused logins (WebSocket, FIX, private HTTP).",
+        keys.failures_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    text += &counter(
+        "kinko_auth_throttled_total",
+        "Login attempts refused unchecked because of repeated failures.",
+        keys.throttled_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -87,6 +87,16 @@ async fn private(
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+async fn http_text(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
 fn buy() -> Value {
     json!({"type": "new_order", "instrument": "BTC/JPY", "side": "buy", "order_type": "limit",
         "price": "14000000", "qty": "0.001", "client_order_id": 1})
@@ -454,6 +464,8 @@ async fn repeated_failures_are_throttled_and_operators_see_the_alert() {
     assert_eq!(subjects, ["address 127.0.0.1", "key demo-bob"]);
     assert_eq!(status["failures_total"], 3);
     assert!(status["throttled_total"].as_u64().unwrap() >= 3);
+    let metrics = http_text(addr, "/metrics").await;
+    assert!(metrics.contains("kinko_auth_failures_total 3"), "{metrics}");
     // A trader key may not read it (its session was open before the failures began).
     let trader = key_request(&mut trader_ws, json!({"type": "security_status"})).await;
     assert_eq!(trader["code"], "forbidden");
