@@ -132,8 +132,23 @@ impl Message {
     }
 
     /// The message as text with `|` for SOH, for logs and test failures.
+    /// The message with `|` for SOH, for logs and test output: Password(554), NewPassword(925)
+    /// and RawData(96) (a signature logon) are shown as `***`, so a logged Logon gives no
+    /// secret away.
     pub fn text(&self) -> String {
-        printable(&self.bytes)
+        let redacted: Vec<String> = self
+            .bytes
+            .split(|b| *b == SOH)
+            .map(|field| {
+                const SECRETS: [&[u8]; 3] = [b"554=", b"925=", b"96="];
+                let secret = SECRETS.iter().find(|prefix| field.starts_with(prefix));
+                match secret {
+                    Some(prefix) => format!("{}***", String::from_utf8_lossy(prefix)),
+                    None => String::from_utf8_lossy(field).into_owned(),
+                }
+            })
+            .collect();
+        redacted.join("|")
     }
 }
 
@@ -652,6 +667,25 @@ mod tests {
         }
         assert_eq!(messages, 2);
         assert!(decoder.buffered() <= 4);
+    }
+
+    #[test]
+    fn logged_text_hides_passwords_and_signatures() {
+        let mut body = Body::new("A");
+        body.field(34, 1)
+            .field(49, "demo-alice")
+            .field(553, "demo-alice")
+            .field(554, "demo-alice-secret")
+            .field(925, "next-secret")
+            .field(95, 6)
+            .field(96, "abc123");
+        let messages = decode_all(&frame(body.as_bytes()));
+        let text = messages[0].text();
+        assert!(
+            text.contains("|553=demo-alice|554=***|925=***|95=6|96=***|"),
+            "{text}"
+        );
+        assert!(!text.contains("secret") && !text.contains("abc123"));
     }
 
     #[test]
