@@ -153,5 +153,57 @@ async fn operator_actions_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("login refused"));
+
+    // Keys from the command line: create (the secret printed once), list (no secret), revoke.
+    let admin = |rest: &[&str]| {
+        let mut args: Vec<String> = ["admin", "--url", &url]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(rest.iter().map(|a| a.to_string()));
+        kinko(args)
+    };
+    let out = admin(&[
+        "keys",
+        "create",
+        "--account",
+        "bob",
+        "--permissions",
+        "read,trade",
+        "--allow-ip",
+        "127.0.0.1",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--name",
+        "bob-bot",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["type"], "key_created");
+    assert_eq!(created["permissions"], serde_json::json!(["read", "trade"]));
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let out = admin(&["keys", "list"]).await.unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains("bob-bot") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let out = admin(&["keys", "revoke", "bob-bot"]).await.unwrap();
+    let revoked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(revoked["type"], "key_revoked");
+    let out = admin(&["keys", "create", "--account", "nobody"])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
+    let out = admin(&["security"]).await.unwrap();
+    let security: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(security["failures_total"], 1, "the wrong secret above");
     running.shutdown().await.unwrap();
 }
