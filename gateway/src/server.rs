@@ -261,12 +261,16 @@ async fn bootstrap(
         }
         let keep = (i128::from(total) * i128::from(spec.hot_cap_bps) / 10_000) as i64;
         if total - keep > 0 {
-            commands.push(ExchangeCommand::CustodyTransfer {
-                pool,
-                asset,
-                source: ledger::Location::Hot,
-                target: ledger::Location::Cold,
-                amount_units: total - keep,
+            // The server's own opening move: attributed to `system` in the audit trail.
+            commands.push(ExchangeCommand::Operator {
+                operator: engine::custody::OPERATOR_SYSTEM,
+                command: engine::audit::OperatorCommand::CustodyTransfer {
+                    pool,
+                    asset,
+                    source: ledger::Location::Hot,
+                    target: ledger::Location::Cold,
+                    amount_units: total - keep,
+                },
             });
             let _ = shared.chain.lock().transfer(
                 asset,

@@ -561,6 +561,14 @@ async fn the_audit_trail_lists_every_operator_action_with_its_actor_from_the_jou
         registered, ["system"; 6],
         "the configuration's six keys, at first start"
     );
+    assert!(
+        report.actions.iter().all(|a| a.actor != "unattributed"),
+        "the opening sweeps are the system's"
+    );
+    assert!(report
+        .actions
+        .iter()
+        .any(|a| a.actor == "system" && a.action == "custody_transfer"));
     // What `kinko-replay actions DIR` prints: the same rows as a table.
     let table = replay::render::render(&report, replay::render::Format::Table);
     assert!(table.contains("Operator actions (audit trail)"));

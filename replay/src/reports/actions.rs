@@ -4,7 +4,8 @@
 //! revocations — with its sequence number, time, actor and outcome. Actors are named by their
 //! key: the journal's `KeyChanged` records bind each key number to its name. Commands of the same
 //! kinds journaled without an actor (the opening sweep of a first start, commands of tools that
-//! predate the audit trail) are listed too, as `unattributed`: nothing is left out.
+//! predate the audit trail; the server's opening sweep is journaled as `system`'s) are listed
+//! too, as `unattributed`: nothing is left out.
 
 use std::collections::BTreeMap;
 
@@ -329,7 +330,7 @@ impl Report for ActionsReport {
         table.fact("actions", self.actions.len());
         if unattributed > 0 {
             table.notes.push(format!(
-                "{unattributed} action(s) journaled without an actor (opening sweeps of a first start, or older tools)"
+                "{unattributed} action(s) journaled without an actor (tools or journals older than the audit trail)"
             ));
         }
         vec![table]
