@@ -4,6 +4,7 @@
 //! (1009), a flood far past the rate limit, idleness or a slow reader close it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,6 +62,8 @@ impl TokenBucket {
 
 struct Session {
     id: u64,
+    /// The client's address (TCP peer; behind a proxy, the proxy's).
+    peer: SocketAddr,
     shared: Arc<Shared>,
     principal: Option<Principal>,
     cancel_on_disconnect: bool,
@@ -78,7 +81,8 @@ enum Flow {
     Close(u16, &'static str),
 }
 
-pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
+/// One WebSocket connection from `peer` until it closes.
+pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
     let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
     let limits = shared.config.limits.clone();
     let (tx, mut rx) = mpsc::channel(limits.outbound_messages_max);
@@ -96,6 +100,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let mut session = Session {
         id,
+        peer,
         shared: shared.clone(),
         principal: None,
         cancel_on_disconnect: false,
@@ -172,6 +177,11 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>) {
         }
     };
     if let Some((code, reason)) = close {
+        tracing::debug!(
+            "ws {} ({}): closed {code} {reason}",
+            session.id,
+            session.peer
+        );
         let error = ApiError::new(reason, close_message(reason)).json();
         // A peer that stopped reading may never take these: they get the same bounded wait.
         let _ = timed(sink.send(Message::Text(error.to_string().into()))).await;

@@ -19,6 +19,7 @@
 //!   default) cancels the account's open orders when it ends, however it ends.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ enum Phase {
 
 /// The state of the current connection.
 struct Connection {
+    /// The client's address (TCP peer).
+    peer_addr: SocketAddr,
     phase: Phase,
     connected_at: Instant,
     heartbeat: Duration,
@@ -116,6 +119,11 @@ impl Session {
         &self.principal.key
     }
 
+    /// The address of the current connection's client.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.connection.as_ref().map(|c| c.peer_addr)
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connection.is_some()
     }
@@ -129,10 +137,11 @@ impl Session {
     }
 
     /// A new connection whose first message will be handed to [`Session::receive`].
-    pub fn attach(&mut self, now: Instant) {
+    pub fn attach(&mut self, now: Instant, peer_addr: SocketAddr) {
         assert!(self.connection.is_none(), "one connection per session");
         let limits = &self.shared.config.limits;
         self.connection = Some(Connection {
+            peer_addr,
             phase: Phase::AwaitingLogon,
             connected_at: now,
             heartbeat: Duration::from_secs(30),
