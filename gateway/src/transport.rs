@@ -165,7 +165,7 @@ async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream, peer: SocketAddr) -> 
 /// The warning `kinko serve` logs when it serves plain TCP.
 pub fn plaintext_warning(http: SocketAddr, fix: SocketAddr) -> String {
     format!(
-        "PLAINTEXT: TLS IS OFF (transport = \"plaintext\"). HTTP, WEBSOCKET ({http}) AND FIX ({fix}) \
+        "PLAINTEXT: TLS IS OFF (transport = \"plaintext\" or --plaintext). HTTP, WEBSOCKET ({http}) AND FIX ({fix}) \
          ARE NOT ENCRYPTED: API keys, passwords and orders cross the network readable by anyone \
          on the path. For benchmarks and local tests only."
     )

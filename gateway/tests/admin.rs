@@ -163,5 +163,14 @@ async fn operator_actions_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("login refused"));
+    // Without the certificate to trust, it says where to find one.
+    let elsewhere = dir.path().join("elsewhere").display().to_string();
+    let args = ["admin", "--url", &url, "--data", &elsewhere, "status"];
+    let out = kinko(args.iter().map(|a| a.to_string()).collect())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ca FILE"), "{stderr}");
     running.shutdown().await.unwrap();
 }
