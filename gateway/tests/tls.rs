@@ -67,6 +67,7 @@ async fn https_get(
     let mut stream = tls_to(addr, config).await.expect("handshake");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
     let mut response = Vec::new();
     // A server that closes without close_notify ends the read with an error: what came counts.
     let _ = stream.read_to_end(&mut response).await;

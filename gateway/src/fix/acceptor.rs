@@ -446,7 +446,13 @@ async fn flush(session: &mut Session, wire: &mut Option<Link>) {
         let out = session.take_output();
         if let (false, Some(connection)) = (out.is_empty(), wire.as_mut()) {
             let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
-            let written = tokio::time::timeout(timeout, connection.writer.write_all(&out)).await;
+            // TLS may keep the end of a message in its buffer when the socket is full: the flush
+            // sends it (a no-op in plain TCP).
+            let write = async {
+                connection.writer.write_all(&out).await?;
+                connection.writer.flush().await
+            };
+            let written = tokio::time::timeout(timeout, write).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::warn!("fix {}: write failed or timed out", session.peer());
                 return disconnect(session, wire).await;

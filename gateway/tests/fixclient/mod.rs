@@ -68,6 +68,8 @@ impl FixClient {
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("send");
+        // Over TLS the end of a message may wait in the TLS buffer until flushed.
+        self.stream.flush().await.expect("flush");
     }
 
     /// A message with the standard header at MsgSeqNum `seq`; `header` fields go after it.
