@@ -268,6 +268,75 @@ async fn a_silent_or_half_handshake_does_not_hold_up_the_other_clients() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_handshake_is_refused_and_the_server_goes_on() {
+    let dir = TempDir::new("tls-garbled");
+    let running = start_tls(dir.path()).await;
+    // A handshake record's first byte, then bytes of a small xorshift generator: rustls refuses
+    // them (perhaps with an alert: this client did start TLS), and nothing else happens.
+    let mut state = 0x6b69_6e6b_6f00_0011_u64;
+    for round in 0..32 {
+        let addr = [running.http, running.fix][round % 2];
+        let mut bytes = vec![0x16];
+        for _ in 0..(16 + round * 37) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            bytes.push(state as u8);
+        }
+        if round % 4 == 0 {
+            // A plausible record header with an absurd length.
+            bytes[1..5].copy_from_slice(&[0x03, 0x01, 0xff, 0xff]);
+        }
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.shutdown().await;
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut sink));
+        read.await
+            .expect("the server closes a garbled handshake")
+            .ok();
+    }
+    let (status, _) = https_get(running.http, trusting(dir.path()), "/health").await;
+    assert_eq!(status, 200);
+    let mut fix = fix_over_tls(running.fix, trusting(dir.path()), "bob").await;
+    fix.logon(30, true).await;
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_handshake_is_closed_after_the_timeout() {
+    let dir = TempDir::new("tls-timeout");
+    let running = start_tls(dir.path()).await;
+    let started = tokio::time::Instant::now();
+    let mut waits = Vec::new();
+    for (addr, first) in [
+        (running.http, &[][..]),
+        (running.fix, &[0x16, 0x03, 0x01][..]),
+    ] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(first).await.unwrap();
+        waits.push(tokio::spawn(async move {
+            let mut buffer = [0u8; 64];
+            let limit = Duration::from_millis(transport::HANDSHAKE_TIMEOUT_MS + 5_000);
+            let read = tokio::time::timeout(limit, stream.read(&mut buffer)).await;
+            match read.expect("closed within the handshake timeout") {
+                Ok(0) | Err(_) => {}
+                Ok(n) => panic!("{n} bytes to a client that never said hello"),
+            }
+        }));
+    }
+    for wait in waits {
+        wait.await.unwrap();
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(transport::HANDSHAKE_TIMEOUT_MS - 500),
+        "closed after {waited:?}, before the timeout"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_certificate_is_generated_once_and_reused_on_restart() {
     let dir = TempDir::new("tls-restart");
     let running = start_tls(dir.path()).await;
