@@ -84,6 +84,10 @@ impl Transport {
             (None, None) => load_or_generate(&config.server.data.join("tls"))?,
             _ => return Err("tls: give both cert and key, or neither".into()),
         };
+        assert!(
+            !chain.is_empty(),
+            "certificates() returns a leaf or an error"
+        );
         let certificate = Certificate {
             fingerprint_sha256: fingerprint_sha256(&chain[0]),
             cert_path,
@@ -446,6 +450,66 @@ mod tests {
             print,
             "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
         );
+    }
+
+    /// A fresh folder under the system's temporary folder, removed at the end of the test.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let path =
+                std::env::temp_dir().join(format!("kinko-tls-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fingerprint_of(loaded: &(Chain, Key, PathBuf, bool)) -> String {
+        fingerprint_sha256(&loaded.0[0])
+    }
+
+    #[test]
+    fn the_generated_pair_is_kept_reused_and_never_half_trusted() {
+        let scratch = Scratch::new("pair");
+        let dir = scratch.0.join("tls");
+        let (cert_path, key_path) = generated_paths(&dir);
+        let first = load_or_generate(&dir).unwrap();
+        assert!(first.3, "generated at the first start");
+        assert_eq!(first.2, cert_path);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&key_path), 0o600);
+            assert_eq!(mode(&dir), 0o700);
+        }
+        assert!(!dir.join("key.pem.new").exists());
+        assert!(!dir.join("cert.pem.new").exists());
+
+        let again = load_or_generate(&dir).unwrap();
+        assert!(!again.3, "reused");
+        assert_eq!(fingerprint_of(&again), fingerprint_of(&first));
+
+        // A key without its certificate (a start cut between the two renames): a new pair.
+        std::fs::remove_file(&cert_path).unwrap();
+        let fresh = load_or_generate(&dir).unwrap();
+        assert!(fresh.3);
+        assert_ne!(fingerprint_of(&fresh), fingerprint_of(&first));
+
+        // A certificate without its key is an error, not a silent new certificate that every
+        // client pinning the old one would refuse.
+        std::fs::remove_file(&key_path).unwrap();
+        let error = load_or_generate(&dir).unwrap_err();
+        assert!(error.contains("key.pem"), "{error}");
+        std::fs::write(&key_path, "not a key").unwrap();
+        let error = load_or_generate(&dir).unwrap_err();
+        assert!(error.contains("no private key"), "{error}");
     }
 
     #[test]
