@@ -4,7 +4,11 @@
 Written from docs/API.md alone. It uses only the standard library and the `websockets` package
 (`python3 -m pip install websockets`).
 
-    python3 gateway/examples/trade.py ws://127.0.0.1:8080/ws
+    python3 gateway/examples/trade.py wss://127.0.0.1:8080/ws --ca data/tls/cert.pem
+    python3 gateway/examples/trade.py ws://127.0.0.1:8080/ws      # a server in plain TCP
+
+`--ca FILE` is the certificate to trust for wss:// and https:// (the one `kinko serve` generated
+in its data folder); without it, the system's trusted authorities.
 
 It assumes a server with the default configuration on a FRESH data folder: the demo accounts hold
 their opening deposits, and the BTC/JPY book is empty and has never traded. Each check prints one
@@ -27,6 +31,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -50,6 +55,8 @@ JPY_UNIT = Decimal("1")  # JPY has 0 decimals
 OPENING = {"JPY": Decimal("100000000"), "BTC": Decimal("10")}
 EMPTY_BOOK_CHECKSUM = 2343686810  # crc32("|"), docs/API.md section 6
 TIMEOUT_S = 5.0
+# The TLS context of wss:// and https://, set from --ca in main(); None for ws:// and http://.
+TLS = None
 HEARTBEAT_WAIT_S = 7.0  # heartbeats come every 5 s
 
 
@@ -212,7 +219,7 @@ class Conn:
     @classmethod
     async def open(cls, name, url):
         try:
-            ws = await ws_connect(url)
+            ws = await (ws_connect(url, ssl=TLS) if TLS else ws_connect(url))
         except Exception as e:  # noqa: BLE001 — any failure to connect ends the session
             raise Abort(f"{name}: cannot connect to {url}: {e!r}")
         return cls(name, ws)
@@ -324,7 +331,7 @@ class Conn:
 
 def http_get(base, path):
     try:
-        with urllib.request.urlopen(base + path, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(base + path, timeout=TIMEOUT_S, context=TLS) as response:
             body = response.read().decode()
             kind = response.headers.get("content-type", "")
             return response.status, (json.loads(body) if "json" in kind else body)
@@ -658,10 +665,20 @@ async def scenario(url, base, connect):
 
 
 def main():
-    if len(sys.argv) != 2 or not sys.argv[1].startswith(("ws://", "wss://")):
-        print("usage: python3 gateway/examples/trade.py ws://127.0.0.1:8080/ws", file=sys.stderr)
+    global TLS
+    args = sys.argv[1:]
+    ca = None
+    if len(args) == 3 and args[1] == "--ca":
+        ca, args = args[2], args[:1]
+    if len(args) != 1 or not args[0].startswith(("ws://", "wss://")):
+        print(
+            "usage: python3 gateway/examples/trade.py wss://127.0.0.1:8080/ws [--ca data/tls/cert.pem]",
+            file=sys.stderr,
+        )
         return 2
-    url = sys.argv[1]
+    url = args[0]
+    if url.startswith("wss://"):
+        TLS = ssl.create_default_context(cafile=ca)
     print(f"Kinko trading session against {url}")
     try:
         asyncio.run(session(url))

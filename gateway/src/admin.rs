@@ -13,7 +13,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// Where and as whom to connect.
 #[derive(Clone, Debug)]
 pub struct Connection {
+    /// `wss://…/ws`, or `ws://…/ws` for a server in plain TCP.
     pub url: String,
+    /// The PEM certificate a `wss://` server must present (or its CA's): `DATA/tls/cert.pem`.
+    pub ca: std::path::PathBuf,
     pub key: String,
     pub secret: String,
 }
@@ -61,17 +64,21 @@ pub enum AdminAction {
 }
 
 struct Client {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    ws: tokio_tungstenite::WebSocketStream<crate::transport::Stream>,
     req_id: u64,
 }
 
 impl Client {
     async fn connect(connection: &Connection) -> Result<Client, String> {
-        let (ws, _) = tokio_tungstenite::connect_async(connection.url.as_str())
+        let ws = crate::transport::connect_ws(&connection.url, Some(&connection.ca))
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", connection.url))?;
+            .map_err(|e| {
+                if connection.ca.exists() {
+                    e
+                } else {
+                    format!("{e} (the server's certificate: --ca FILE, or --data DIR)")
+                }
+            })?;
         let mut client = Client { ws, req_id: 0 };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -205,6 +205,34 @@ pub struct ServerSection {
     /// threads need (measured on 2 cores: FIX round trip ~320 µs spinning, ~240 µs parking).
     #[serde(default = "engine_idle_spins_default")]
     pub engine_idle_spins: u32,
+    /// TLS on both ports unless the file says `transport = "plaintext"` (issue #11).
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How the HTTP/WebSocket and FIX ports carry their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// TLS 1.2 or 1.3 with the certificate of `[tls]`, or one generated at first start.
+    #[default]
+    Tls,
+    /// Plain TCP, NOT ENCRYPTED: API keys and orders cross the network readable by anyone on the
+    /// path. For benchmarks and local tests only; the server warns loudly at start.
+    Plaintext,
+}
+
+/// The server's certificate: both PEM files or neither. With neither, `kinko serve` generates a
+/// self-signed certificate for localhost at first start and keeps it in `DATA/tls/`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 fn engine_idle_spins_default() -> u32 {
@@ -342,6 +370,7 @@ pub struct ServeConfig {
     pub custody: CustodySettings,
     #[serde(default)]
     pub security: SecuritySettings,
+    pub tls: TlsSettings,
     /// When absent, the embedded default exchange (engine::defaults).
     #[serde(default)]
     pub exchange: Option<ExchangeConfig>,
@@ -408,6 +437,9 @@ impl ServeConfig {
                 "fix heartbeat bounds: 1 <= heartbeat_secs_min <= heartbeat_secs_max".into(),
             );
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err("tls: give both cert and key, or neither (a generated certificate)".into());
+        }
         if self.custody.reconcile_interval_ms == 0 {
             return Err("custody.reconcile_interval_ms must be positive".into());
         }
@@ -445,7 +477,8 @@ impl ServeConfig {
 }
 
 /// The embedded default: three funded demo customers, one house account, an operator and an
-/// auditor, on 127.0.0.1:8080 (HTTP/WebSocket) and 127.0.0.1:9878 (FIX), data in ./data.
+/// auditor, on 127.0.0.1:8080 (HTTPS/WebSocket) and 127.0.0.1:9878 (FIX), both over TLS with a
+/// certificate generated at first start, data in ./data.
 pub fn default_config() -> ServeConfig {
     let deposits = |pairs: &[(&str, &str)]| {
         pairs
@@ -481,11 +514,13 @@ pub fn default_config() -> ServeConfig {
             data: PathBuf::from("data"),
             durability: DurabilityName::Process,
             engine_idle_spins: engine_idle_spins_default(),
+            transport: Transport::Tls,
         },
         limits: Limits::default(),
         fix: FixSettings::default(),
         custody: CustodySettings::default(),
         security: SecuritySettings::default(),
+        tls: TlsSettings::default(),
         exchange: None,
         accounts: vec![
             customer("alice"),
@@ -567,6 +602,35 @@ mod tests {
             },
         );
         assert!(config.validate().unwrap_err().contains("trader key"));
+    }
+
+    #[test]
+    fn tls_is_the_default_and_plaintext_must_be_asked_for() {
+        let config = default_config();
+        assert_eq!(config.server.transport, Transport::Tls);
+        let text = toml::to_string(&config).unwrap();
+        let without = text.replace("transport = \"tls\"\n", "");
+        assert_ne!(without, text, "the default names its transport");
+        let parsed = ServeConfig::from_toml(&without).unwrap();
+        assert_eq!(parsed.server.transport, Transport::Tls, "absent: TLS");
+        let plain = text.replace("transport = \"tls\"", "transport = \"plaintext\"");
+        let parsed = ServeConfig::from_toml(&plain).unwrap();
+        assert_eq!(parsed.server.transport, Transport::Plaintext);
+        let typo = text.replace("transport = \"tls\"", "transport = \"plain\"");
+        assert!(ServeConfig::from_toml(&typo).is_err());
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let mut config = default_config();
+        config.tls.cert = Some("cert.pem".into());
+        assert!(config.validate().unwrap_err().contains("both cert and key"));
+        config.tls.key = Some("key.pem".into());
+        config.validate().unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(ServeConfig::from_toml(&text).unwrap(), config);
+        let typo = text.replace("[tls]\ncert", "[tls]\ncertificate");
+        assert!(ServeConfig::from_toml(&typo).is_err(), "{typo}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Kinko's gateway: the `kinko` server. HTTP (health, Prometheus metrics, public REST) and the
-//! WebSocket API for traders on one port, the FIX 4.4 acceptor on another; the engine thread
+//! WebSocket API for traders on one port, the FIX 4.4 acceptor on another, both over TLS unless
+//! the configuration asks for plain TCP in so many words; the engine thread
 //! behind them; the hub that routes the engine's published batches to sessions and subscribers.
 //!
 //! The gateway translates and forwards: it never touches a book or a balance itself. Everything it
@@ -20,3 +21,4 @@ pub mod operator;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod transport;

@@ -1,7 +1,8 @@
 //! `kinko serve`: the engine thread, the hub, HTTP (health, metrics, public REST, the
-//! WebSocket at `/ws`) on one port and the FIX 4.4 acceptor on another. On the first start, the
-//! configured accounts are created and funded by journaled commands. Shutdown logs FIX clients
-//! out, stops accepting, lets the engine drain, and writes a snapshot.
+//! WebSocket at `/ws`) on one port and the FIX 4.4 acceptor on another, both over TLS unless the
+//! configuration asks for plain TCP (crate::transport). On the first start, the configured
+//! accounts are created and funded by journaled commands. Shutdown logs FIX clients out, stops
+//! accepting, lets the engine drain, and writes a snapshot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,12 +25,15 @@ use crate::config::ServeConfig;
 use crate::custody::chain::ChainAdapter;
 use crate::hub::{self, Shared};
 use crate::protocol;
+use crate::transport::{Certificate, Incoming, Peer, Transport};
 
 pub struct Running {
     pub http: SocketAddr,
     /// The FIX 4.4 acceptor's address.
     pub fix: SocketAddr,
     pub shared: Arc<Shared>,
+    /// The certificate both ports present; `None` when the configuration asked for plain TCP.
+    pub certificate: Option<Certificate>,
     fix_acceptor: Option<crate::fix::acceptor::Acceptor>,
     engine: Option<EngineHandle>,
     stop_http: Option<oneshot::Sender<()>>,
@@ -40,6 +44,8 @@ pub struct Running {
 /// Starts everything; returns once the HTTP listener is bound.
 pub async fn start(config: ServeConfig) -> Result<Running, String> {
     config.validate()?;
+    // Before the engine: a certificate that cannot be read stops the start at once.
+    let transport = Arc::new(Transport::prepare(&config)?);
     let exchange = config.exchange();
     let mut options = EngineOptions::new(&config.server.data);
     options.durability = config.server.durability.durability();
@@ -78,25 +84,31 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     let listener = TcpListener::bind(config.server.http)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.http))?;
-    let http = listener.local_addr().map_err(|e| e.to_string())?;
-    let fix_acceptor = crate::fix::acceptor::start(shared.clone()).await?;
-    let app = router(shared.clone());
+    let (incoming, accept_task) =
+        Incoming::start(listener, transport.clone()).map_err(|e| e.to_string())?;
+    let http = axum::serve::Listener::local_addr(&incoming).map_err(|e| e.to_string())?;
+    let fix_acceptor = crate::fix::acceptor::start(shared.clone(), transport.clone()).await?;
+    let app = router(shared.clone()).into_make_service_with_connect_info::<Peer>();
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
-        // Small messages must leave at once: Nagle's algorithm would hold an acknowledgement back
-        // until the previous one is acked by the peer.
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-                let _ = stream.set_nodelay(true);
-            });
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let serve = axum::serve(incoming, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
         if let Err(e) = serve.await {
             tracing::error!("http server: {e}");
         }
+        // The listener is gone with the server: stop taking connections for it.
+        accept_task.abort();
     });
+    let fix = fix_acceptor.local_addr();
+    match transport.certificate() {
+        Some(certificate) => tracing::info!(
+            "TLS on {http} (HTTPS, WebSocket) and {fix} (FIX), certificate {} SHA-256 {}",
+            certificate.cert_path.display(),
+            certificate.fingerprint_sha256
+        ),
+        None => tracing::warn!("{}", crate::transport::plaintext_warning(http, fix)),
+    }
     let heartbeat_shared = shared.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -107,8 +119,9 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     });
     Ok(Running {
         http,
-        fix: fix_acceptor.local_addr(),
+        fix,
         shared,
+        certificate: transport.certificate().cloned(),
         fix_acceptor: Some(fix_acceptor),
         engine: Some(engine),
         stop_http: Some(stop_http),
@@ -345,7 +358,7 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 async fn ws(
     upgrade: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     State(shared): State<Arc<Shared>>,
 ) -> Response {
     let frame_bytes_max = shared.config.limits.frame_bytes_max;
@@ -425,7 +438,7 @@ fn http_reply(reply: Value) -> Response {
 
 /// `GET /api/v1/account`: balances and open orders (permission `read`).
 async fn private_account(
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
 ) -> Response {
@@ -455,7 +468,7 @@ async fn private_account(
 
 /// `POST /api/v1/orders`: a `new_order` (permission `trade`), body as over the WebSocket.
 async fn private_order(
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
     body: String,
@@ -465,7 +478,7 @@ async fn private_order(
 
 /// `POST /api/v1/withdrawals`: a `withdraw` (permission `withdraw`), body as over the WebSocket.
 async fn private_withdrawal(
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
     body: String,
@@ -682,4 +695,94 @@ async fn sim_drain(State(shared): State<Arc<Shared>>, Json(body): Json<SimDrain>
         .drain(body.pool.pool(), asset, location, units);
     let taken = crate::custody::show(&shared.exchange, asset, taken);
     Json(json!({"taken": taken})).into_response()
+}
+
+// --------------------------------------------------------------------------- the start banner
+
+/// What `kinko serve` prints once it is up: the addresses, how to trust the certificate (or the
+/// plaintext warning), and the API keys.
+pub fn banner(config: &ServeConfig, running: &Running) -> String {
+    let (http, fix) = (running.http, running.fix);
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line("Kinko is running.".into());
+    line(format!("  data folder   {}", config.server.data.display()));
+    line(format!("  durability    {:?}", config.server.durability));
+    let (web, ws, curl) = match &running.certificate {
+        Some(certificate) => {
+            let origin = if certificate.generated {
+                "generated at this start"
+            } else {
+                "reused"
+            };
+            line(format!(
+                "  TLS           certificate {} ({origin})",
+                certificate.cert_path.display()
+            ));
+            line(format!(
+                "                SHA-256 {}",
+                certificate.fingerprint_sha256
+            ));
+            let curl = format!("curl --cacert {}", certificate.cert_path.display());
+            ("https", "wss", curl)
+        }
+        None => {
+            line(format!(
+                "  !! {}",
+                crate::transport::plaintext_warning(http, fix)
+            ));
+            ("http", "ws", "curl".to_string())
+        }
+    };
+    let web_upper = web.to_uppercase();
+    line(format!(
+        "  {web_upper:<13} {web}://{http}/health   {web}://{http}/metrics   {web}://{http}/api/instruments"
+    ));
+    line(format!("  WebSocket     {ws}://{http}/ws"));
+    let fix_transport = match running.certificate {
+        Some(_) => "over TLS",
+        None => "plain TCP, NOT ENCRYPTED",
+    };
+    line(format!(
+        "  FIX 4.4       {fix} {fix_transport}  (SenderCompID = Username = API key, Password = its secret, TargetCompID {})",
+        config.fix.comp_id
+    ));
+    if let Some(certificate) = &running.certificate {
+        let cert = certificate.cert_path.display();
+        line(String::new());
+        line("Trust the certificate (self-signed unless [tls] names one):".into());
+        line(format!("  {curl} https://{http}/health"));
+        line(format!(
+            "  a browser: open https://{http}/ and accept the certificate once, after checking that its \
+             SHA-256 fingerprint is the one above (or import {cert} as a trusted authority)"
+        ));
+        line(format!("  FIX engines: TLS to {fix} trusting {cert}"));
+    }
+    line(String::new());
+    line("API keys (login: sig = hex(HMAC-SHA256(secret, key + ts_ms + nonce))):".into());
+    for key in &config.keys {
+        line(format!(
+            "  {:<16} secret {:<26} account {:<8} role {:?}",
+            key.key, key.secret, key.account, key.role
+        ));
+    }
+    line(String::new());
+    let ca = match &running.certificate {
+        Some(certificate) => format!(" --ca {}", certificate.cert_path.display()),
+        None => String::new(),
+    };
+    line(format!(
+        "Try it: python3 gateway/examples/trade.py {ws}://{http}/ws{ca}   (pip install websockets)"
+    ));
+    line(String::new());
+    line("Custody runs on a SIMULATED chain (no real coins move): deposit with".into());
+    line(format!(
+        "  {curl} -XPOST {web}://{http}/sim/deposit -d '{{\"address\":\"ADDR\",\"asset\":\"XEM\",\"amount\":\"100\"}}' -H 'content-type: application/json'"
+    ));
+    line("and play the thief with /sim/drain (docs/API.md). Operators: kinko admin --help.".into());
+    line("Stop with Ctrl-C: a snapshot is written on the way out.".into());
+    out
 }

@@ -4,6 +4,7 @@
 //! (1009), a flood far past the rate limit, idleness or a slow reader close it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -62,6 +63,9 @@ impl TokenBucket {
 
 struct Session {
     id: u64,
+    /// The client's address (TCP peer; behind a proxy, the proxy's): logins check it against the
+    /// key's allowlist and count failures by it.
+    peer: SocketAddr,
     shared: Arc<Shared>,
     principal: Option<Principal>,
     cancel_on_disconnect: bool,
@@ -72,8 +76,6 @@ struct Session {
     violations: u32,
     /// The dead-man's switch: when it expires, every open order of the account is cancelled.
     cancel_all_at: Option<tokio::time::Instant>,
-    /// The client's address (logins check it against the key's allowlist and throttling).
-    peer: std::net::IpAddr,
     /// Key changes of this operator's, waiting for their journal record (token → change).
     pending_keys: HashMap<u64, Pending>,
 }
@@ -83,7 +85,8 @@ enum Flow {
     Close(u16, &'static str),
 }
 
-pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: std::net::SocketAddr) {
+/// One WebSocket connection from `peer` until it closes.
+pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
     let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
     let limits = shared.config.limits.clone();
     let (tx, mut rx) = mpsc::channel(limits.outbound_messages_max);
@@ -102,6 +105,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: std::net::SocketA
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let mut session = Session {
         id,
+        peer,
         shared: shared.clone(),
         principal: None,
         cancel_on_disconnect: false,
@@ -110,7 +114,6 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: std::net::SocketA
         bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
         violations: 0,
         cancel_all_at: None,
-        peer: peer.ip(),
         pending_keys: HashMap::new(),
     };
     let (mut sink, mut stream) = socket.split();
@@ -180,6 +183,11 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: std::net::SocketA
         }
     };
     if let Some((code, reason)) = close {
+        tracing::debug!(
+            "ws {} ({}): closed {code} {reason}",
+            session.id,
+            session.peer
+        );
         let error = ApiError::new(reason, close_message(reason)).json();
         // A peer that stopped reading may never take these: they get the same bounded wait.
         let _ = timed(sink.send(Message::Text(error.to_string().into()))).await;
@@ -223,6 +231,7 @@ pub async fn one_shot(
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let mut session = Session {
         id,
+        peer,
         shared: shared.clone(),
         principal: Some(principal),
         cancel_on_disconnect: false,
@@ -231,7 +240,6 @@ pub async fn one_shot(
         bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
         violations: 0,
         cancel_all_at: None,
-        peer: peer.ip(),
         pending_keys: HashMap::new(),
     };
     let (mut replies, _) = session.handle(&request.to_string());
@@ -659,7 +667,7 @@ impl Session {
         let principal = self
             .shared
             .keys
-            .login(&l.key, l.ts, l.nonce, &l.sig, now_ms, self.peer)
+            .login(&l.key, l.ts, l.nonce, &l.sig, now_ms, self.peer.ip())
             .map_err(|e| with(login_error(e), l.req_id))?;
         if l.cancel_on_disconnect
             && principal.role == Role::Trader

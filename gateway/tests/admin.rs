@@ -7,9 +7,11 @@ use common::*;
 use gateway::admin::{run, AdminAction, Connection};
 use serde_json::Value;
 
-fn operator(addr: std::net::SocketAddr) -> Connection {
+/// The demo operator over wss, trusting the certificate the server generated in `data`.
+fn operator(addr: std::net::SocketAddr, data: &std::path::Path) -> Connection {
     Connection {
-        url: format!("ws://{addr}/ws"),
+        url: format!("wss://{addr}/ws"),
+        ca: data.join("tls/cert.pem"),
         key: "demo-operator".into(),
         secret: "demo-operator-secret".into(),
     }
@@ -27,8 +29,10 @@ fn xem(status: &Value) -> &Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_actions_from_the_command_line() {
     let dir = TempDir::new("admin");
-    let (running, addr) = start(custody_config(dir.path())).await;
-    let op = operator(addr);
+    let mut config = custody_config(dir.path());
+    config.server.transport = gateway::config::Transport::Tls;
+    let (running, addr) = start(config).await;
+    let op = operator(addr, dir.path());
     let halt = AdminAction::Halt {
         asset: "XEM".into(),
         deposits: false,
@@ -131,11 +135,15 @@ async fn operator_actions_from_the_command_line() {
                 .unwrap()
         })
     };
-    let url = format!("ws://{addr}/ws");
+    // It trusts DATA/tls/cert.pem, the certificate the server generated, by default.
+    let url = format!("wss://{addr}/ws");
+    let data = dir.path().display().to_string();
     let out = kinko(vec![
         "admin".into(),
         "--url".into(),
         url.clone(),
+        "--data".into(),
+        data.clone(),
         "status".into(),
     ])
     .await
@@ -147,16 +155,27 @@ async fn operator_actions_from_the_command_line() {
     );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["type"], "custody_status");
-    let args = ["admin", "--url", &url, "--secret", "wrong", "status"];
+    let args = [
+        "admin", "--url", &url, "--data", &data, "--secret", "wrong", "status",
+    ];
     let out = kinko(args.iter().map(|a| a.to_string()).collect())
         .await
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("login refused"));
+    // Without the certificate to trust, it says where to find one.
+    let elsewhere = dir.path().join("elsewhere").display().to_string();
+    let args = ["admin", "--url", &url, "--data", &elsewhere, "status"];
+    let out = kinko(args.iter().map(|a| a.to_string()).collect())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ca FILE"), "{stderr}");
 
     // Keys from the command line: create (the secret printed once), list (no secret), revoke.
     let admin = |rest: &[&str]| {
-        let mut args: Vec<String> = ["admin", "--url", &url]
+        let mut args: Vec<String> = ["admin", "--url", &url, "--data", &data]
             .iter()
             .map(|a| a.to_string())
             .collect();

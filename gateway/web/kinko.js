@@ -3,8 +3,12 @@
 // level-2 book with its sequence number and CRC32 checksum. No build step, no dependencies.
 "use strict";
 
+// wss:// on a page served over https://, ws:// only from a server in plain TCP: a browser refuses
+// an insecure WebSocket from a secure page.
+const wsScheme = location.protocol === "https:" ? "wss" : "ws";
+
 export class Connection {
-  constructor(url = `ws://${location.host}/ws`) {
+  constructor(url = `${wsScheme}://${location.host}/ws`) {
     this.url = url;
     this.reqId = 0;
     this.pending = new Map();

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use gateway::config::{default_config, DurabilityName, ServeConfig};
+use gateway::config::{default_config, DurabilityName, ServeConfig, Transport};
 use tokio::runtime::Runtime;
 
 use crate::measure::{Percentiles, Row};
@@ -30,12 +30,14 @@ pub struct Sampled {
     pub achieved_per_sec: f64,
 }
 
-/// The default configuration on ephemeral loopback ports, with limits no load here reaches.
+/// The default configuration on ephemeral loopback ports, with limits no load here reaches, in
+/// plain TCP: the figures of docs/PERFORMANCE.md were measured without TLS and stay comparable.
 pub fn config(dir: &std::path::Path, durability: DurabilityName) -> ServeConfig {
     let mut config = default_config();
     config.server.data = dir.to_path_buf();
     config.server.http = "127.0.0.1:0".parse().unwrap();
     config.server.fix = "127.0.0.1:0".parse().unwrap();
+    config.server.transport = Transport::Plaintext;
     config.server.durability = durability;
     config.limits.connection_rate_per_sec = 1_000_000;
     config.limits.connection_burst = 1_000_000;

@@ -29,14 +29,24 @@ enum Cmd {
         /// FIX address.
         #[arg(long)]
         fix: Option<std::net::SocketAddr>,
+        /// Serve plain TCP, NOT ENCRYPTED, instead of TLS (transport = "plaintext"): for
+        /// benchmarks and local tests only. The server warns at start.
+        #[arg(long)]
+        plaintext: bool,
     },
     /// Drive the matching core in-process through a short scripted session.
     Demo,
     /// Operator actions on a running exchange (custody, halts), over its WebSocket API.
     Admin {
-        /// The exchange's WebSocket address.
-        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        /// The exchange's WebSocket address: wss://, or ws:// for a server in plain TCP.
+        #[arg(long, default_value = "wss://127.0.0.1:8080/ws")]
         url: String,
+        /// The certificate (PEM) the server must present, or its CA's [default: DATA/tls/cert.pem].
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The server's data folder, where its generated certificate is (DATA/tls/cert.pem).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
         /// An operator API key (the status also works with an auditor key).
         #[arg(long, default_value = "demo-operator")]
         key: String,
@@ -166,15 +176,27 @@ fn main() -> ExitCode {
         },
         Cmd::Admin {
             url,
+            ca,
+            data,
             key,
             secret,
             action,
-        } => admin(gateway::admin::Connection { url, key, secret }, action),
+        } => {
+            let ca = ca.unwrap_or_else(|| data.join("tls").join("cert.pem"));
+            let connection = gateway::admin::Connection {
+                url,
+                ca,
+                key,
+                secret,
+            };
+            admin(connection, action)
+        }
         Cmd::Serve {
             config,
             data,
             http,
             fix,
+            plaintext,
         } => {
             let mut config = match config {
                 Some(path) => match std::fs::read_to_string(&path)
@@ -197,6 +219,9 @@ fn main() -> ExitCode {
             }
             if let Some(fix) = fix {
                 config.server.fix = fix;
+            }
+            if plaintext {
+                config.server.transport = gateway::config::Transport::Plaintext;
             }
             serve(config)
         }
@@ -331,7 +356,7 @@ fn serve(config: ServeConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        print_banner(&config, running.http, running.fix);
+        print!("{}", gateway::server::banner(&config, &running));
         wait_for_signal().await;
         eprintln!("kinko: shutting down (writing a snapshot)...");
         match running.shutdown().await {
@@ -345,33 +370,6 @@ fn serve(config: ServeConfig) -> ExitCode {
             }
         }
     })
-}
-
-fn print_banner(config: &ServeConfig, http: std::net::SocketAddr, fix: std::net::SocketAddr) {
-    println!("Kinko is running.");
-    println!("  data folder   {}", config.server.data.display());
-    println!("  durability    {:?}", config.server.durability);
-    println!("  HTTP          http://{http}/health   http://{http}/metrics   http://{http}/api/instruments");
-    println!("  WebSocket     ws://{http}/ws");
-    println!(
-        "  FIX 4.4       {fix}  (SenderCompID = Username = API key, Password = its secret, TargetCompID {})",
-        config.fix.comp_id
-    );
-    println!();
-    println!("API keys (login: sig = hex(HMAC-SHA256(secret, key + ts_ms + nonce))):");
-    for key in &config.keys {
-        println!(
-            "  {:<16} secret {:<26} account {:<8} role {:?}",
-            key.key, key.secret, key.account, key.role
-        );
-    }
-    println!();
-    println!("Try it: python3 gateway/examples/trade.py ws://{http}/ws   (pip install websockets)");
-    println!();
-    println!("Custody runs on a SIMULATED chain (no real coins move): deposit with");
-    println!("  curl -XPOST http://{http}/sim/deposit -d '{{\"address\":\"ADDR\",\"asset\":\"XEM\",\"amount\":\"100\"}}' -H 'content-type: application/json'");
-    println!("and play the thief with /sim/drain (docs/API.md). Operators: kinko admin --help.");
-    println!("Stop with Ctrl-C: a snapshot is written on the way out.");
 }
 
 async fn wait_for_signal() {

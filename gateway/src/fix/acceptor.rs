@@ -1,4 +1,5 @@
-//! The FIX acceptor: a TCP listener, and one task per session.
+//! The FIX acceptor: a TCP listener, TLS unless the configuration asks for plain TCP
+//! (crate::transport), and one task per session.
 //!
 //! A connection's first message decides its session: a Logon whose TargetCompID is the acceptor's
 //! CompID and whose SenderCompID is an API key. Anything else — another message type, another
@@ -21,8 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -32,6 +32,11 @@ use super::session::Session;
 use super::store::{self, Store};
 use super::tag;
 use crate::hub::{Outgoing, SessionEntry, Shared, Wire};
+use crate::transport::{Stream, Transport};
+
+/// A connection's halves, TLS or plain.
+type Reader = ReadHalf<Stream>;
+type Writer = WriteHalf<Stream>;
 
 /// How often a session looks at its timers.
 const TICK_MS: u64 = 100;
@@ -59,7 +64,7 @@ enum Inbound {
 struct Attach {
     first: Message,
     inbound: mpsc::Receiver<Inbound>,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     reader: JoinHandle<()>,
     peer: SocketAddr,
 }
@@ -89,7 +94,7 @@ pub struct Acceptor {
 
 /// Binds `shared.config.server.fix`, brings back the sessions of earlier runs (so their accounts'
 /// executions are numbered and stored from the first moment), and starts accepting.
-pub async fn start(shared: Arc<Shared>) -> Result<Acceptor, String> {
+pub async fn start(shared: Arc<Shared>, transport: Arc<Transport>) -> Result<Acceptor, String> {
     let bind = shared.config.server.fix;
     let listener = TcpListener::bind(bind)
         .await
@@ -111,7 +116,7 @@ pub async fn start(shared: Arc<Shared>) -> Result<Acceptor, String> {
                 _ = &mut stopped => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        tokio::spawn(connection(stream, peer, accepting.clone()));
+                        tokio::spawn(connection(stream, peer, accepting.clone(), transport.clone()));
                     }
                     Err(e) => {
                         tracing::warn!("fix accept: {e}");
@@ -227,10 +232,17 @@ impl Registry {
     }
 }
 
-/// One accepted connection until its Logon names its session.
-async fn connection(stream: TcpStream, peer: SocketAddr, registry: Arc<Registry>) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+/// One accepted connection until its Logon names its session (its TLS handshake first).
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    registry: Arc<Registry>,
+    transport: Arc<Transport>,
+) {
+    let Some(stream) = transport.accept(tcp, peer).await else {
+        return;
+    };
+    let (mut reader, writer) = tokio::io::split(stream);
     let mut decoder = Decoder::default();
     let logon_timeout = Duration::from_secs(registry.shared.config.fix.logon_timeout_secs);
     let first = tokio::time::timeout(logon_timeout, first_message(&mut reader, &mut decoder)).await;
@@ -273,7 +285,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, registry: Arc<Registry>
 }
 
 /// The first whole message, skipping garbled ones; `None` when the peer closes or overflows.
-async fn first_message(reader: &mut OwnedReadHalf, decoder: &mut Decoder) -> Option<Message> {
+async fn first_message(reader: &mut Reader, decoder: &mut Decoder) -> Option<Message> {
     let mut buffer = vec![0; READ_BYTES];
     loop {
         while let Some(item) = decoder.next_frame().ok()? {
@@ -299,7 +311,7 @@ fn session_of(logon: &Message, comp_id: &str) -> Option<String> {
 }
 
 /// The reader task of one connection: bytes in, decoded messages to the session.
-async fn read(mut reader: OwnedReadHalf, mut decoder: Decoder, inbound: mpsc::Sender<Inbound>) {
+async fn read(mut reader: Reader, mut decoder: Decoder, inbound: mpsc::Sender<Inbound>) {
     let mut buffer = vec![0; READ_BYTES];
     loop {
         loop {
@@ -330,7 +342,7 @@ async fn read(mut reader: OwnedReadHalf, mut decoder: Decoder, inbound: mpsc::Se
 /// The current connection of a session, as the session task holds it.
 struct Link {
     inbound: mpsc::Receiver<Inbound>,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     reader: JoinHandle<()>,
 }
 
@@ -435,7 +447,13 @@ async fn flush(session: &mut Session, wire: &mut Option<Link>) {
         let out = session.take_output();
         if let (false, Some(connection)) = (out.is_empty(), wire.as_mut()) {
             let timeout = Duration::from_millis(WRITE_TIMEOUT_MS);
-            let written = tokio::time::timeout(timeout, connection.writer.write_all(&out)).await;
+            // TLS may keep the end of a message in its buffer when the socket is full: the flush
+            // sends it (a no-op in plain TCP).
+            let write = async {
+                connection.writer.write_all(&out).await?;
+                connection.writer.flush().await
+            };
+            let written = tokio::time::timeout(timeout, write).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::warn!("fix {}: write failed or timed out", session.peer());
                 return disconnect(session, wire).await;

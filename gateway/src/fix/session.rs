@@ -19,6 +19,7 @@
 //!   default) cancels the account's open orders when it ends, however it ends.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ enum Phase {
 
 /// The state of the current connection.
 struct Connection {
+    /// The client's address (TCP peer).
+    peer_addr: SocketAddr,
     phase: Phase,
     connected_at: Instant,
     heartbeat: Duration,
@@ -66,8 +69,6 @@ struct Connection {
     /// Messages produced while resending.
     held: Vec<Vec<u8>>,
     close: bool,
-    /// The client's address (allowlist and throttling of Logons).
-    peer_ip: std::net::IpAddr,
     bucket: TokenBucket,
     /// Chosen at Logon: cancel the account's open orders when this connection ends.
     cancel_on_disconnect: bool,
@@ -118,6 +119,11 @@ impl Session {
         &self.principal.key
     }
 
+    /// The address of the current connection's client.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.connection.as_ref().map(|c| c.peer_addr)
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connection.is_some()
     }
@@ -131,10 +137,11 @@ impl Session {
     }
 
     /// A new connection whose first message will be handed to [`Session::receive`].
-    pub fn attach(&mut self, now: Instant, peer: std::net::SocketAddr) {
+    pub fn attach(&mut self, now: Instant, peer_addr: SocketAddr) {
         assert!(self.connection.is_none(), "one connection per session");
         let limits = &self.shared.config.limits;
         self.connection = Some(Connection {
+            peer_addr,
             phase: Phase::AwaitingLogon,
             connected_at: now,
             heartbeat: Duration::from_secs(30),
@@ -146,7 +153,6 @@ impl Session {
             resending: None,
             held: Vec::new(),
             close: false,
-            peer_ip: peer.ip(),
             bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
             cancel_on_disconnect: false,
         });
@@ -398,7 +404,7 @@ impl Session {
         let peer_ip = self
             .connection
             .as_ref()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.peer_ip);
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.peer_addr.ip());
         let now_ms = now_ns() / 1_000_000;
         // A refusal that says why, without telling which part of a secret was wrong.
         let refused = |error: LoginError| match error {

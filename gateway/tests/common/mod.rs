@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use gateway::config::{default_config, ServeConfig};
+use gateway::config::{default_config, ServeConfig, Transport};
 use gateway::server::{self, Running};
+use gateway::transport::Stream;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 pub struct TempDir(PathBuf);
 
@@ -34,14 +35,21 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The master key that seals API-key secrets lives beside a data folder, never in it.
+        let mut master = self.0.clone().into_os_string();
+        master.push(".master-key");
+        let _ = std::fs::remove_file(master);
     }
 }
 
+/// The default configuration on ephemeral loopback ports, in plain TCP: these tests are about
+/// the API, not the transport (tests/tls.rs and tests/admin.rs run TLS).
 pub fn config(dir: &Path) -> ServeConfig {
     let mut config = default_config();
     config.server.data = dir.to_path_buf();
     config.server.http = "127.0.0.1:0".parse().unwrap();
     config.server.fix = "127.0.0.1:0".parse().unwrap();
+    config.server.transport = Transport::Plaintext;
     // Bad-input tests refuse many logins from 127.0.0.1 on purpose; the throttling of repeated
     // failures has its own tests (tests/security.rs) with the production limit or a lower one.
     config.security.auth_failures_max = 1_000;
@@ -108,7 +116,7 @@ pub async fn http_get_json(addr: SocketAddr, path: &str) -> Value {
 }
 
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Stream>,
     pub seen: Vec<Value>,
     req_id: u64,
 }
@@ -121,15 +129,21 @@ pub fn now_ms() -> u64 {
 }
 
 impl Client {
+    /// A plain `ws://` client of a plaintext server.
     pub async fn connect(addr: SocketAddr) -> Client {
-        let (ws, _) = connect_async(format!("ws://{addr}/ws"))
+        Client::connect_url(&format!("ws://{addr}/ws"), None)
             .await
-            .expect("connects");
-        Client {
+            .expect("connects")
+    }
+
+    /// A client of `url` (`ws://` or `wss://` trusting the PEM file `ca`).
+    pub async fn connect_url(url: &str, ca: Option<&Path>) -> Result<Client, String> {
+        let ws = gateway::transport::connect_ws(url, ca).await?;
+        Ok(Client {
             ws,
             seen: Vec::new(),
             req_id: 0,
-        }
+        })
     }
 
     pub async fn send_text(&mut self, text: &str) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gateway::fix::codec::{frame, Body, Decoder, Message};
 use gateway::fix::time::{format_timestamp, now_ns};
+use gateway::transport::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -16,7 +17,7 @@ pub const ACCEPTOR: &str = "KINKO";
 pub const WAIT_MS: u64 = 10_000;
 
 pub struct FixClient {
-    stream: TcpStream,
+    stream: Stream,
     decoder: Decoder,
     pub sender: String,
     /// The MsgSeqNum of the next message `send` sends.
@@ -47,6 +48,11 @@ impl FixClient {
     pub async fn connect(addr: SocketAddr, name: &str) -> FixClient {
         let stream = TcpStream::connect(addr).await.expect("connects");
         stream.set_nodelay(true).unwrap();
+        FixClient::over(Box::new(stream), name)
+    }
+
+    /// A client of demo key `name` on a connection already made (TLS, for one).
+    pub fn over(stream: Stream, name: &str) -> FixClient {
         FixClient {
             stream,
             decoder: Decoder::default(),
@@ -56,12 +62,14 @@ impl FixClient {
         }
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn stream_mut(&mut self) -> &mut Stream {
         &mut self.stream
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("send");
+        // Over TLS the end of a message may wait in the TLS buffer until flushed.
+        self.stream.flush().await.expect("flush");
     }
 
     /// A message with the standard header at MsgSeqNum `seq`; `header` fields go after it.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Interoperability test: an independent Python client (gateway/examples/trade.py, written from
-# docs/API.md) against the real `kinko serve` on a fresh data folder and a free loopback port.
+# docs/API.md) against the real `kinko serve` on a fresh data folder and a free loopback port,
+# over TLS as `kinko serve` runs by default: wss:// and https://, trusting the certificate the
+# server generated in its data folder (DATA/tls/cert.pem) and nothing else.
 #
 #   bash gateway/tests/interop/run.sh
 #
@@ -91,10 +93,12 @@ free_port() {
 }
 
 healthy() {
-    "$python" - "$1" <<'EOF'
-import json, sys, urllib.request
+    "$python" - "$1" "$2" <<'EOF'
+import json, ssl, sys, urllib.request
 try:
-    with urllib.request.urlopen(f"http://{sys.argv[1]}/health", timeout=1) as r:
+    # The certificate is written before the server listens: no file yet, not up yet.
+    context = ssl.create_default_context(cafile=sys.argv[2])
+    with urllib.request.urlopen(f"https://{sys.argv[1]}/health", timeout=1, context=context) as r:
         sys.exit(0 if json.load(r).get("status") == "ok" else 1)
 except Exception:
     sys.exit(1)
@@ -114,7 +118,7 @@ for attempt in 1 2 3; do
         if ! kill -0 "$server_pid" 2>/dev/null; then
             break
         fi
-        if healthy "$addr"; then
+        if healthy "$addr" "$data/tls/cert.pem"; then
             up=1
             break
         fi
@@ -139,7 +143,7 @@ log "server is up on $addr (pid $server_pid)"
 
 # --- Run the client --------------------------------------------------------------------------
 # In the background so that a signal to this script is handled at once (the trap stops both).
-"$python" "$root/gateway/examples/trade.py" "ws://$addr/ws" &
+"$python" "$root/gateway/examples/trade.py" "wss://$addr/ws" --ca "$data/tls/cert.pem" &
 client_pid=$!
 set +e
 wait "$client_pid"

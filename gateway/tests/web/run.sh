@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser tests of the web pages: Playwright (the npm package playwright-core) driving Debian's
-# Chromium against the real `kinko serve` (web.test.mjs starts it on a free loopback port).
+# Chromium against the real `kinko serve` over TLS (web.test.mjs starts it on a free loopback port
+# and the browser accepts its self-signed certificate).
 #
 #   bash gateway/tests/web/run.sh
 #

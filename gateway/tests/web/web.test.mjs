@@ -2,6 +2,11 @@
 // (playwright-core) driving Debian's Chromium, against the real server on a fresh data folder and
 // a free loopback port. Screenshots go to target/web-screenshots/.
 //
+// Over TLS, as `kinko serve` runs by default: https:// pages and wss:// from the page. The browser
+// accepts the server's self-signed certificate as a user does once (ignoreHTTPSErrors); this
+// script first checks that the server presents the certificate of its data folder, then lets its
+// own fetch and WebSocket (Node's, which cannot be given a CA at run time) skip verification.
+//
 //   KINKO_BIN=target/release/kinko node --experimental-websocket --test web.test.mjs
 //
 // Orders "through the API" are sent by this script over its own WebSocket, signed with Node's
@@ -11,8 +16,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -37,10 +43,25 @@ before(async () => {
   mkdirSync(shots, { recursive: true });
   data = mkdtempSync(join(tmpdir(), "kinko-web-"));
   const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
+  base = `https://127.0.0.1:${port}`;
   server = spawn(bin, ["serve", "--data", data, "--http", `127.0.0.1:${port}`, "--fix", "127.0.0.1:0"], {
     stdio: ["ignore", "ignore", "inherit"],
   });
+  const cert = join(data, "tls", "cert.pem");
+  for (let i = 0; i < 300 && !existsSync(cert); i++) await new Promise((r) => setTimeout(r, 100));
+  // The server presents the certificate it generated: a client trusting that file alone connects.
+  let trusted = false;
+  for (let i = 0; i < 300 && !trusted; i++) {
+    trusted = await new Promise((ok) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port, ca: readFileSync(cert) }, () => {
+        ok(socket.authorized);
+        socket.end();
+      });
+      socket.on("error", () => setTimeout(() => ok(false), 100));
+    });
+  }
+  assert.ok(trusted, "the server presents DATA/tls/cert.pem");
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
   for (let i = 0; i < 300; i++) {
     try {
       if ((await fetch(`${base}/health`)).ok) break;
@@ -90,7 +111,7 @@ async function apiClient(name) {
 }
 
 async function page(path) {
-  const p = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const p = await browser.newPage({ viewport: { width: 1400, height: 900 }, ignoreHTTPSErrors: true });
   const errors = [];
   p.on("pageerror", (e) => errors.push(e.message));
   await p.goto(`${base}${path}`);
