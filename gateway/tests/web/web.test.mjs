@@ -79,6 +79,7 @@ after(async () => {
     await stopped;
   }
   rmSync(data, { recursive: true, force: true });
+  rmSync(`${data}.master-key`, { force: true });
 });
 
 /** A WebSocket client of our own, for orders placed "through the API". */
@@ -233,6 +234,31 @@ test("an operator sees the incident after a simulated hot-wallet drain", async (
   assert.equal(await xem.locator("td.lost").textContent(), "150000");
   await p.locator("#incidents tr").first().waitFor();
   await p.screenshot({ path: join(shots, "custody-incident.png"), fullPage: true });
+  assert.deepEqual(p.jsErrors, []);
+  await p.close();
+});
+
+// Last: it throttles logins from 127.0.0.1 for a minute.
+test("an operator sees repeated failed logins throttled and reported", async () => {
+  const p = await page("/custody");
+  await login(p, "demo-operator", "demo-operator-secret");
+  await p.locator("#security-policy", { hasText: "failed logins since start" }).waitFor();
+  for (let i = 0; i < 5; i++) {
+    const ws = new WebSocket(`${base.replace("http", "ws")}/ws`);
+    await new Promise((ok) => ws.addEventListener("open", ok));
+    const reply = new Promise((ok) => ws.addEventListener("message", (e) => ok(JSON.parse(e.data))));
+    ws.send(JSON.stringify({ type: "login", req_id: 1, key: "demo-bob", ts: Date.now(), nonce: i + 1, sig: "00" }));
+    assert.equal((await reply).code, "bad_signature");
+    ws.close();
+  }
+  const banner = p.locator("[data-testid=banner].alarm", { hasText: "LOGIN THROTTLED" });
+  await banner.waitFor({ timeout: 10000 });
+  assert.match(await banner.textContent(), /LOGIN THROTTLED: (address 127\.0\.0\.1|key demo-bob)/);
+  const rows = p.locator("#security tr");
+  await rows.first().waitFor();
+  const subjects = await rows.locator("td:nth-child(2)").allTextContents();
+  assert.deepEqual(subjects.sort(), ["address 127.0.0.1", "key demo-bob"]);
+  await p.screenshot({ path: join(shots, "custody-security.png"), fullPage: true });
   assert.deepEqual(p.jsErrors, []);
   await p.close();
 });
