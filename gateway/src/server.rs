@@ -769,6 +769,18 @@ pub fn banner(config: &ServeConfig, running: &Running) -> String {
             key.key, key.secret, key.account, key.role
         ));
     }
+    line(format!(
+        "More keys, with permissions (read, trade, withdraw), an IP allowlist and an expiry: \
+         kinko admin keys create --account alice --permissions read,trade (secrets sealed in \
+         {} under {})",
+        crate::keystore::store_path(&config.server.data).display(),
+        match std::env::var(crate::keystore::MASTER_KEY_ENV) {
+            Ok(_) => crate::keystore::MASTER_KEY_ENV.to_string(),
+            Err(_) => crate::keystore::master_key_path(config)
+                .display()
+                .to_string(),
+        }
+    ));
     line(String::new());
     let ca = match &running.certificate {
         Some(certificate) => format!(" --ca {}", certificate.cert_path.display()),
