@@ -491,6 +491,10 @@ pub struct Sequencer<S: Storage> {
     clock: Box<dyn Clock>,
     seq: u64,
     seq_snapshot: u64,
+    /// The last timestamp stamped or journaled: stamps never go backwards, even when the clock
+    /// does (a wall clock stepped back, or a restart on a machine whose clock is behind), because
+    /// daily withdrawal limits and address cooldowns are computed from them.
+    ts_ns_last: u64,
     options: EngineOptions,
 }
 
@@ -511,6 +515,7 @@ impl<S: Storage> Sequencer<S> {
             clock,
             seq: recovery.last_seq,
             seq_snapshot: recovery.snapshot_seq.unwrap_or(0),
+            ts_ns_last: recovery.ts_ns_last,
             options,
         }
     }
@@ -537,7 +542,8 @@ impl<S: Storage> Sequencer<S> {
     /// means the batch is not in the journal: nothing of it may be published, and the state in
     /// memory is ahead of the journal (the caller stops, as after a crash).
     pub fn process(&mut self, batch: &[Request]) -> std::io::Result<Published> {
-        let ts_ns = self.clock.now_ns();
+        let ts_ns = self.clock.now_ns().max(self.ts_ns_last);
+        self.ts_ns_last = ts_ns;
         let mut published = Published {
             acks: Vec::with_capacity(batch.len()),
             events: Vec::with_capacity(batch.len() * 4),
