@@ -38,10 +38,18 @@ pub struct Counters {
     pub crashes: u64,
     pub crashes_mid_batch: u64,
     pub tails_cut: u64,
+    /// Recoveries after a crash.
     pub recoveries: u64,
+    /// Restarts after a clean shutdown (the end of every run).
+    pub restarts_clean: u64,
     pub snapshots: u64,
     pub snapshot_crashes: u64,
+    /// Crashes while writing a snapshot that left a truncated snapshot file (must be reported).
+    pub snapshot_torn: u64,
+    /// ... that left a partial temporary file (never read, by design).
+    pub snapshot_partial_tmp: u64,
     pub snapshot_flips: u64,
+    /// Torn or flipped snapshots that recovery reported by name and skipped.
     pub snapshot_damage_detected: u64,
     pub journal_flips: u64,
     pub journal_flips_detected: u64,
@@ -50,6 +58,8 @@ pub struct Counters {
     pub retried: u64,
     pub thefts: u64,
     pub thefts_detected: u64,
+    /// Thefts in runs that a journal bit flip ended before the next reconciliation.
+    pub thefts_unreconciled: u64,
     pub reconciliations: u64,
     pub clock_jumps_back: u64,
     pub acked_lost: u64,
@@ -78,8 +88,11 @@ impl Counters {
             crashes_mid_batch,
             tails_cut,
             recoveries,
+            restarts_clean,
             snapshots,
             snapshot_crashes,
+            snapshot_torn,
+            snapshot_partial_tmp,
             snapshot_flips,
             snapshot_damage_detected,
             journal_flips,
@@ -89,6 +102,7 @@ impl Counters {
             retried,
             thefts,
             thefts_detected,
+            thefts_unreconciled,
             reconciliations,
             clock_jumps_back,
             acked_lost,
@@ -125,6 +139,8 @@ pub struct SimOptions {
     pub steps: Option<u64>,
     /// Keep a failed run's journal and snapshots for inspection.
     pub keep_failed: bool,
+    /// Print every step of the trace as it happens (stderr).
+    pub verbose: bool,
 }
 
 impl Default for SimOptions {
@@ -133,11 +149,15 @@ impl Default for SimOptions {
             work_dir: std::env::temp_dir(),
             steps: None,
             keep_failed: false,
+            verbose: false,
         }
     }
 }
 
 /// Runs one seed.
+///
+/// Its folder is `work_dir/kinko-sim-PID-SEED`, removed at the end unless the run failed and
+/// `keep_failed` is set.
 pub fn run_seed(seed: u64, options: &SimOptions) -> Outcome {
     run::Sim::new(seed, options).run()
 }

@@ -101,6 +101,8 @@ pub struct Sim<'o> {
     expect: Expect,
     step: u64,
     steps: u64,
+    /// The last lifetime ended in a crash.
+    crashed: bool,
     recon_interval: u64,
     pub counters: Counters,
     trace: VecDeque<String>,
@@ -128,9 +130,14 @@ impl<'o> Sim<'o> {
                 reference_ticks: config.instruments[i as usize].price_ticks_reference,
             })
             .collect();
-        let steps = sim_options
-            .steps
-            .unwrap_or_else(|| rng.range(300, 1_500) as u64);
+        // One run in ten is long enough for its journal to rotate segments (and meet a full disk).
+        let steps = sim_options.steps.unwrap_or_else(|| {
+            if rng.chance(100) {
+                rng.range(4_000, 8_000) as u64
+            } else {
+                rng.range(300, 1_500) as u64
+            }
+        });
         let operating = config
             .assets
             .iter()
@@ -164,6 +171,7 @@ impl<'o> Sim<'o> {
             expect: Expect::default(),
             step: 0,
             steps,
+            crashed: false,
             counters: Counters::default(),
             trace: VecDeque::new(),
             digest: blake3::Hasher::new(),
@@ -209,7 +217,7 @@ impl<'o> Sim<'o> {
             if self.engine.is_none() {
                 self.restart()?;
                 if self.expect.corruption.is_some() {
-                    return Ok(());
+                    break;
                 }
             }
             self.between_steps()?;
@@ -224,9 +232,13 @@ impl<'o> Sim<'o> {
                 self.reconcile()?;
             }
         }
-        if self.expect.corruption.is_some() {
+        if self.expect.corruption.is_some() && self.counters.journal_flips_detected == 0 {
             // The flip came at the last step: the next start must refuse.
-            return self.restart();
+            self.restart()?;
+        }
+        if self.expect.corruption.is_some() {
+            self.counters.thefts_unreconciled += self.world.thefts.len() as u64;
+            return Ok(());
         }
         self.finish()
     }
@@ -234,6 +246,9 @@ impl<'o> Sim<'o> {
     // ------------------------------------------------------------------ trace and failures
 
     fn note(&mut self, line: String) {
+        if self.sim_options.verbose {
+            eprintln!("[{}] {line}", self.step);
+        }
         if self.trace.len() >= TRACE_STEPS_MAX {
             self.trace.pop_front();
         }
@@ -284,9 +299,12 @@ impl<'o> Sim<'o> {
                     self.counters.tails_cut += 1;
                 }
                 self.engine = Some(recovered);
-                if self.step > 0 {
+                if self.crashed {
                     self.counters.recoveries += 1;
+                } else if self.step > 0 {
+                    self.counters.restarts_clean += 1;
                 }
+                self.crashed = false;
                 Ok(())
             }
             Err(error) => match self.expect.corruption {
@@ -421,6 +439,7 @@ impl<'o> Sim<'o> {
         self.inbound.clear();
         self.submitted.clear();
         self.counters.crashes += 1;
+        self.crashed = true;
         self.note(format!(
             "CRASH ({why}) at seq {}: {unpublished} committed acks never published",
             self.expect.seq_last
@@ -669,18 +688,31 @@ impl<'o> Sim<'o> {
         }
         let burst = self.rng.below(self.burst_max + 1);
         for _ in 0..burst {
+            let custody_in_flight = self.custody_in_flight();
             let command = Workload {
                 rng: &mut self.rng,
                 world: &self.world,
                 markets: &self.markets,
                 now_ns: self.clock.get(),
                 counter: &mut self.counter,
+                custody_in_flight,
             }
             .next();
             if let Some(command) = command {
                 self.submit(command);
             }
         }
+    }
+
+    /// A custody move or a broadcast submitted and not yet seen (or retried after `Busy`).
+    fn custody_in_flight(&self) -> bool {
+        self.submitted.values().chain(self.retry.iter()).any(|c| {
+            matches!(
+                c,
+                ExchangeCommand::CustodyTransfer { .. }
+                    | ExchangeCommand::WithdrawalBroadcast { .. }
+            )
+        })
     }
 
     fn advance_clock(&mut self) {
@@ -708,7 +740,7 @@ impl<'o> Sim<'o> {
             self.disk.set_full(true);
             self.note("disk full from now until a segment creation fails".into());
         }
-        if self.rng.chance(self.faults.theft) {
+        if self.rng.chance(self.faults.theft) && !self.custody_in_flight() {
             self.theft();
         }
         if self.rng.chance(self.faults.crash) {
@@ -745,10 +777,12 @@ impl<'o> Sim<'o> {
         let keep = self.rng.below(len as u64) as usize;
         let result = if self.rng.chance(500) {
             // Killed before the rename: a partial temporary file, which readers never look at.
+            self.counters.snapshot_partial_tmp += 1;
             let tmp = newest.with_extension("ksn.tmp");
             fs::rename(&newest, &tmp).and_then(|()| disk::truncate(&tmp, keep))
         } else {
             // A torn snapshot file (a file system that does not order data before the rename).
+            self.counters.snapshot_torn += 1;
             self.expect.snapshot_warning = Some(newest.clone());
             disk::truncate(&newest, keep)
         };
@@ -758,8 +792,8 @@ impl<'o> Sim<'o> {
         Ok(())
     }
 
-    /// Silent corruption of the newest snapshot: a bit flipped. Recovery must notice and fall
-    /// back to an older snapshot or the journal alone; the reserved header bytes are not checked.
+    /// Silent corruption of the newest snapshot: a bit flipped. Recovery must notice, say which
+    /// file, and fall back to an older snapshot or the journal alone.
     fn flip_snapshot_bit(&mut self) -> Checked {
         let dir = self.dir.join("snapshots");
         let snapshots = disk::snapshots(&dir).map_err(|e| self.fail(format!("{e}")))?;
@@ -770,13 +804,16 @@ impl<'o> Sim<'o> {
         if len == 0 {
             return Ok(());
         }
-        let at = self.rng.below(len) as usize;
+        // Half the flips hit the 64-byte header, whose every field matters.
+        let at = if self.rng.chance(500) {
+            self.rng.below(len.min(64))
+        } else {
+            self.rng.below(len)
+        } as usize;
         let bit = self.rng.below(8) as u8;
         disk::flip_bit(&newest, at, bit).map_err(|e| self.fail(format!("{e}")))?;
         self.counters.snapshot_flips += 1;
-        if !(12..16).contains(&at) {
-            self.expect.snapshot_warning = Some(newest.clone());
-        }
+        self.expect.snapshot_warning = Some(newest.clone());
         self.note(format!(
             "flipped bit {bit} of byte {at} of {}",
             newest.display()
@@ -921,6 +958,7 @@ impl<'o> Sim<'o> {
         }
         self.counters.reconciliations += 1;
         let mut stolen: BTreeMap<_, i64> = BTreeMap::new();
+        let thefts = self.world.thefts.len() as u64;
         for theft in self.world.thefts.drain(..) {
             *stolen.entry(theft.wallet).or_default() += theft.amount_units;
         }
@@ -946,7 +984,7 @@ impl<'o> Sim<'o> {
                 )));
             }
         }
-        self.counters.thefts_detected += stolen.len() as u64;
+        self.counters.thefts_detected += thefts;
         Ok(())
     }
 

@@ -39,6 +39,9 @@ pub struct Workload<'a> {
     pub now_ns: u64,
     /// Unique client order ids and transaction ids.
     pub counter: &'a mut u64,
+    /// A custody move or a broadcast is submitted and not yet seen: the chain's balances are not
+    /// known until it is, so the operator and the adapter wait before moving more coins.
+    pub custody_in_flight: bool,
 }
 
 impl Workload<'_> {
@@ -333,6 +336,9 @@ impl Workload<'_> {
             .copied()
             .expect("the picked one at least");
         let withdrawal_id = if self.rng.chance(100) { any_id } else { head.0 };
+        if self.custody_in_flight {
+            return None;
+        }
         // The adapter cannot send coins the wallet does not have.
         let wallet = (pool, asset, self.world.operating[asset as usize]);
         if self.world.wallet(wallet) < head.3 {
@@ -398,7 +404,7 @@ impl Workload<'_> {
                 amount_units: 1,
             });
         }
-        if hot <= 1 {
+        if hot <= 1 || self.custody_in_flight {
             return None;
         }
         Some(ExchangeCommand::CustodyTransfer {

@@ -29,6 +29,9 @@ struct Args {
     /// Keep a failed run's folder.
     #[arg(long)]
     keep: bool,
+    /// Print every step as it happens (stderr).
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// The seed being run, for the panic hook: a panic aborts a release build.
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let options = SimOptions {
         steps: args.steps,
         keep_failed: args.keep,
+        verbose: args.verbose,
         ..SimOptions::default()
     };
     let (from, count) = match (args.seed, args.seeds) {
@@ -99,45 +103,45 @@ fn report_failure(outcome: &Outcome, kept: bool) {
 }
 
 fn summary(c: &Counters, started: Instant) {
-    println!("seeds run                         {}", c.seeds);
+    println!("seeds run                          {}", c.seeds);
     println!(
-        "simulated commands                {} in {} batches",
-        c.commands, c.batches
+        "simulated commands                 {} in {} batches ({} acknowledged)",
+        c.commands, c.batches, c.acks
     );
-    println!("acknowledgements seen             {}", c.acks);
     println!(
-        "crashes injected / recovered      {} / {} (mid-batch {}, tails cut {}, committed but unpublished acks {})",
+        "crashes injected / recovered       {} / {} (mid-batch {}, tails cut {}; committed but never published acks {})",
         c.crashes, c.recoveries, c.crashes_mid_batch, c.tails_cut, c.acks_unpublished
     );
     println!(
-        "snapshots / crashes while writing {} / {}",
-        c.snapshots, c.snapshot_crashes
+        "snapshots written / crashed        {} / {} (torn files {}, partial temporary files {})",
+        c.snapshots, c.snapshot_crashes, c.snapshot_torn, c.snapshot_partial_tmp
     );
     println!(
-        "corruptions injected / detected   journal bit flips {} / {}, damaged snapshots {} / {}",
+        "corruptions injected / detected    journal bit flips {} / {}, snapshots torn or flipped {} / {}",
         c.journal_flips,
         c.journal_flips_detected,
-        c.snapshot_flips + c.snapshot_crashes,
+        c.snapshot_torn + c.snapshot_flips,
         c.snapshot_damage_detected
     );
-    println!("disk full at rotation             {}", c.disk_full);
+    println!("full disk at segment rotation      {}", c.disk_full);
     println!(
-        "busy (full inbound queue)         {} (retried {})",
+        "busy (full inbound queue)          {} (submitted again {})",
         c.busy, c.retried
     );
     println!(
-        "thefts injected / detected        {} / {} in {} reconciliations",
-        c.thefts, c.thefts_detected, c.reconciliations
+        "thefts injected / detected         {} / {} in {} reconciliations ({} cut short by a bit flip)",
+        c.thefts, c.thefts_detected, c.reconciliations, c.thefts_unreconciled
     );
-    println!("clock jumps back                  {}", c.clock_jumps_back);
-    println!("acknowledged commands lost        {}", c.acked_lost);
+    println!("clock jumps back                   {}", c.clock_jumps_back);
+    println!("clean restarts                     {}", c.restarts_clean);
+    println!("journals verified by replay        {}", c.verified);
+    println!("acknowledged commands lost         {}", c.acked_lost);
     println!(
-        "invariant violations              {}",
+        "invariant violations               {}",
         c.invariant_violations
     );
-    println!("journals verified by replay       {}", c.verified);
     println!(
-        "elapsed                           {:.1} s",
+        "elapsed                            {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
