@@ -54,6 +54,8 @@ pub struct Counters {
     pub journal_flips: u64,
     pub journal_flips_detected: u64,
     pub disk_full: u64,
+    /// Crashes that left the next segment half made (empty, zeros, or a header only).
+    pub rotation_debris: u64,
     pub busy: u64,
     pub retried: u64,
     pub thefts: u64,
@@ -98,6 +100,7 @@ impl Counters {
             journal_flips,
             journal_flips_detected,
             disk_full,
+            rotation_debris,
             busy,
             retried,
             thefts,

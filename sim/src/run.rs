@@ -748,6 +748,9 @@ impl<'o> Sim<'o> {
             if self.rng.chance(self.faults.snapshot_flip * 100) {
                 self.flip_snapshot_bit()?;
             }
+            if self.rng.chance(100) {
+                self.rotation_debris()?;
+            }
             return Ok(());
         }
         self.snapshot_step()
@@ -789,6 +792,38 @@ impl<'o> Sim<'o> {
         result.map_err(|e| self.fail(format!("mangle snapshot: {e}")))?;
         self.counters.snapshot_crashes += 1;
         self.crash(&format!("while writing the snapshot of seq {seq}"));
+        Ok(())
+    }
+
+    /// A kill while the next segment was being made: an empty file (before `set_len`), a file of
+    /// zeros (before its header), or a header and nothing else. It holds nothing committed:
+    /// recovery must start as if it were not there, and the next rotation must still work.
+    fn rotation_debris(&mut self) -> Checked {
+        let dir = journal_dir(&self.dir);
+        let last = engine::journal::storage::segment_indices(&dir)
+            .map_err(|e| self.fail(format!("{e}")))?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        let next = segment_path(&dir, last + 1);
+        let kind = self.rng.below(3);
+        let result = match kind {
+            0 => fs::write(&next, []),
+            1 => fs::write(&next, vec![0u8; SEGMENT_BYTES]),
+            _ => fs::read(segment_path(&dir, last)).and_then(|bytes| {
+                let mut made = vec![0u8; SEGMENT_BYTES];
+                made[..64].copy_from_slice(&bytes[..64]);
+                made[16..24].copy_from_slice(&(last + 1).to_le_bytes());
+                fs::write(&next, made)
+            }),
+        };
+        result.map_err(|e| self.fail(format!("rotation debris: {e}")))?;
+        self.counters.rotation_debris += 1;
+        self.note(format!(
+            "left segment {} half made ({})",
+            last + 1,
+            ["empty", "zeros", "header only"][kind as usize]
+        ));
         Ok(())
     }
 

@@ -124,6 +124,7 @@ fn summary(c: &Counters, started: Instant) {
         c.snapshot_damage_detected
     );
     println!("full disk at segment rotation      {}", c.disk_full);
+    println!("crashes leaving a half-made segment {}", c.rotation_debris);
     println!(
         "busy (full inbound queue)          {} (submitted again {})",
         c.busy, c.retried
