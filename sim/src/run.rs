@@ -696,6 +696,7 @@ impl<'o> Sim<'o> {
                 now_ns: self.clock.get(),
                 counter: &mut self.counter,
                 custody_in_flight,
+                theft_pending: !self.world.thefts.is_empty(),
             }
             .next();
             if let Some(command) = command {
@@ -711,6 +712,7 @@ impl<'o> Sim<'o> {
                 c,
                 ExchangeCommand::CustodyTransfer { .. }
                     | ExchangeCommand::WithdrawalBroadcast { .. }
+                    | ExchangeCommand::FeeSweep { .. }
             )
         })
     }

@@ -42,6 +42,10 @@ pub struct Workload<'a> {
     /// A custody move or a broadcast is submitted and not yet seen: the chain's balances are not
     /// known until it is, so the operator and the adapter wait before moving more coins.
     pub custody_in_flight: bool,
+    /// A theft not yet reconciled. The simulator knows, the operator does not; but a fee sweep's
+    /// amount comes from the ledger, and moving coins a thief took is a chain move that would
+    /// fail, which the simulated chain does not model: so sweeps wait for the reconciliation.
+    pub theft_pending: bool,
 }
 
 impl Workload<'_> {
@@ -84,9 +88,7 @@ impl Workload<'_> {
             920..=934 => self.asset_halts(),
             935..=944 => self.instrument_halt(),
             945..=969 => self.sweep_to_cold(),
-            970..=979 => Some(ExchangeCommand::FeeSweep {
-                asset: *self.rng.pick(&[0, 1, 2, JPY]).expect("assets"),
-            }),
+            970..=979 => self.fee_sweep(),
             980..=989 => self.stp_default(),
             _ => self.new_order(),
         }
@@ -208,6 +210,14 @@ impl Workload<'_> {
             instrument,
             side,
         }))
+    }
+
+    fn fee_sweep(&mut self) -> Option<ExchangeCommand> {
+        let asset = *self.rng.pick(&[0, 1, 2, JPY])?;
+        if self.custody_in_flight || self.theft_pending {
+            return None;
+        }
+        Some(ExchangeCommand::FeeSweep { asset })
     }
 
     fn stp_default(&mut self) -> Option<ExchangeCommand> {
