@@ -21,7 +21,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::command::Sequenced;
 use crate::exchange::{ConfigError, Exchange, ExchangeCommand, ExchangeConfig, ExchangeEvent};
 use crate::journal::format::{decode, encode_into, Genesis, RecordKind, SEGMENT_BYTES_DEFAULT};
-use crate::journal::storage::MmapStorage;
+use crate::journal::storage::{MmapStorage, Storage};
 use crate::journal::{
     read_journal, Durability, JournalError, JournalRead, JournalWriter, Repair, TailCut,
 };
@@ -211,6 +211,8 @@ pub struct RecoveryReport {
     pub tail_cut: Option<TailCut>,
     pub warnings: Vec<String>,
     pub state_hash: [u8; 32],
+    /// The timestamp of the last journaled record: the sequencer never stamps an earlier one.
+    pub ts_ns_last: u64,
     /// The state at start, for consumers that mirror books and balances from events.
     pub snapshot: Option<crate::exchange::ExchangeSnapshot>,
 }
@@ -334,7 +336,18 @@ pub fn recover(
     genesis_config: &ExchangeConfig,
     clock: &mut dyn Clock,
 ) -> Result<(Exchange, JournalWriter<MmapStorage>, RecoveryReport), StartError> {
-    let mut storage = MmapStorage::open(&options.journal_dir())?;
+    let storage = MmapStorage::open(&options.journal_dir())?;
+    recover_with(storage, options, genesis_config, clock)
+}
+
+/// [`recover`] on any [`Storage`]: the simulator's seam, which wraps the real files to inject disk
+/// faults. `options.data_dir` still names the snapshot folder.
+pub fn recover_with<S: Storage>(
+    mut storage: S,
+    options: &EngineOptions,
+    genesis_config: &ExchangeConfig,
+    clock: &mut dyn Clock,
+) -> Result<(Exchange, JournalWriter<S>, RecoveryReport), StartError> {
     let mut report = RecoveryReport::default();
     let read = match read_journal(&mut storage, Repair::CutTail) {
         Ok(read) => read,
@@ -342,15 +355,17 @@ pub fn recover(
             let genesis = Genesis {
                 config: genesis_config.clone(),
             };
+            let ts_ns = clock.now_ns();
             let writer = JournalWriter::create(
                 storage,
                 &genesis,
-                clock.now_ns(),
+                ts_ns,
                 options.segment_bytes,
                 options.durability,
             )?;
             let exchange = Exchange::new(genesis.config).map_err(StartError::Config)?;
             report.created = true;
+            report.ts_ns_last = ts_ns;
             report.state_hash = snapshot::state_hash(&exchange.snapshot());
             return Ok((exchange, writer, report));
         }
@@ -375,6 +390,11 @@ pub fn recover(
     let (exchange, seq_done) = reexecute(&read, from)?;
     report.replayed = seq_done - report.snapshot_seq.unwrap_or(0);
     report.last_seq = seq_done;
+    report.ts_ns_last = read
+        .batches
+        .last()
+        .and_then(|batch| batch.records.last())
+        .map_or(0, |record| record.ts_ns);
     report.state_hash = snapshot::state_hash(&exchange.snapshot());
     let writer = JournalWriter::resume(storage, &read, options.segment_bytes, options.durability)?;
     Ok((exchange, writer, report))
@@ -425,10 +445,9 @@ pub fn start(
     genesis_config: &ExchangeConfig,
     mut clock: Box<dyn Clock>,
 ) -> Result<EngineHandle, StartError> {
-    let (mut exchange, writer, mut recovery) = recover(&options, genesis_config, clock.as_mut())?;
+    let (exchange, writer, mut recovery) = recover(&options, genesis_config, clock.as_mut())?;
     recovery.snapshot = Some(exchange.snapshot());
-    let mut ignored = Vec::new();
-    exchange.drain_touched_balances(&mut ignored);
+    let sequencer = Sequencer::new(exchange, writer, clock, &recovery, options.clone());
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         sleeping: AtomicBool::new(false),
@@ -442,14 +461,10 @@ pub fn start(
     let queue = Arc::new(ArrayQueue::new(options.queue_capacity));
     let (sender, receiver) = channel::bounded(options.outbound_batches);
     let mut engine = EngineLoop {
-        exchange,
-        writer,
-        clock,
+        sequencer,
         queue: queue.clone(),
         shared: shared.clone(),
         outbound: sender,
-        seq: recovery.last_seq,
-        seq_snapshot: recovery.snapshot_seq.unwrap_or(0),
         options,
     };
     let thread = thread::Builder::new()
@@ -467,74 +482,68 @@ pub fn start(
     })
 }
 
-struct EngineLoop {
+/// The engine thread's work on one batch, without the thread: stamp, sequence, journal, apply,
+/// commit. [`start`] runs it behind the queues; the simulator drives it by hand, one batch at a
+/// time, so that a seed decides exactly where a crash falls.
+pub struct Sequencer<S: Storage> {
     exchange: Exchange,
-    writer: JournalWriter<MmapStorage>,
+    writer: JournalWriter<S>,
     clock: Box<dyn Clock>,
-    queue: Arc<ArrayQueue<Request>>,
-    shared: Arc<Shared>,
-    outbound: Sender<Published>,
     seq: u64,
     seq_snapshot: u64,
+    /// The last timestamp stamped or journaled: stamps never go backwards, even when the clock
+    /// does (a wall clock stepped back, or a restart on a machine whose clock is behind), because
+    /// daily withdrawal limits and address cooldowns are computed from them.
+    ts_ns_last: u64,
     options: EngineOptions,
 }
 
-impl EngineLoop {
-    fn run(&mut self) -> Result<u64, String> {
-        let mut batch = Vec::with_capacity(self.options.batch_commands_max);
-        let mut idle_rounds: u64 = 0;
-        loop {
-            batch.clear();
-            while batch.len() < self.options.batch_commands_max {
-                match self.queue.pop() {
-                    Some(request) => batch.push(request),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                if self.shared.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                self.idle(idle_rounds);
-                idle_rounds += 1;
-                continue;
-            }
-            idle_rounds = 0;
-            self.process(&batch)
-                .map_err(|e| format!("journal write failed: {e}"))?;
-            let every = self.options.snapshot_every_commands;
-            if every > 0 && self.seq - self.seq_snapshot >= every {
-                self.snapshot()
-                    .map_err(|e| format!("snapshot failed: {e}"))?;
-            }
-        }
-        self.writer.sync_all().map_err(|e| e.to_string())?;
-        if self.seq > self.seq_snapshot {
-            self.snapshot()
-                .map_err(|e| format!("snapshot failed: {e}"))?;
-        }
-        Ok(self.seq)
-    }
-
-    fn idle(&self, rounds: u64) {
-        let idle = self.options.idle;
-        if rounds < u64::from(idle.spins) {
-            std::hint::spin_loop();
-        } else if rounds < u64::from(idle.spins) + u64::from(idle.yields) {
-            thread::yield_now();
-        } else {
-            self.shared.sleeping.store(true, Ordering::SeqCst);
-            // Re-check after announcing the sleep, so that a push in between is not missed.
-            if self.queue.is_empty() && !self.shared.stop.load(Ordering::SeqCst) {
-                thread::park_timeout(Duration::from_micros(idle.park_us));
-            }
-            self.shared.sleeping.store(false, Ordering::SeqCst);
+impl<S: Storage> Sequencer<S> {
+    /// Continues from what [`recover_with`] returned.
+    pub fn new(
+        mut exchange: Exchange,
+        writer: JournalWriter<S>,
+        clock: Box<dyn Clock>,
+        recovery: &RecoveryReport,
+        options: EngineOptions,
+    ) -> Sequencer<S> {
+        let mut ignored = Vec::new();
+        exchange.drain_touched_balances(&mut ignored);
+        Sequencer {
+            exchange,
+            writer,
+            clock,
+            seq: recovery.last_seq,
+            seq_snapshot: recovery.snapshot_seq.unwrap_or(0),
+            ts_ns_last: recovery.ts_ns_last,
+            options,
         }
     }
 
-    /// Sequence, journal, apply, commit, publish one batch.
-    fn process(&mut self, batch: &[Request]) -> std::io::Result<()> {
-        let ts_ns = self.clock.now_ns();
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// The last sequence number taken.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Where the next batch will be written.
+    pub fn journal_position(&self) -> crate::journal::Position {
+        self.writer.position()
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.bytes_written()
+    }
+
+    /// Sequence, journal, apply and commit one batch; returns what may now be published. An error
+    /// means the batch is not in the journal: nothing of it may be published, and the state in
+    /// memory is ahead of the journal (the caller stops, as after a crash).
+    pub fn process(&mut self, batch: &[Request]) -> std::io::Result<Published> {
+        let ts_ns = self.clock.now_ns().max(self.ts_ns_last);
+        self.ts_ns_last = ts_ns;
         let mut published = Published {
             acks: Vec::with_capacity(batch.len()),
             events: Vec::with_capacity(batch.len() * 4),
@@ -563,21 +572,17 @@ impl EngineLoop {
         self.writer.commit(ts_ns)?;
         self.exchange
             .drain_touched_balances(&mut published.balances);
-        let stats = &self.shared.stats;
-        stats
-            .commands
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats
-            .journal_bytes
-            .store(self.writer.bytes_written(), Ordering::Relaxed);
-        stats.last_seq.store(self.seq, Ordering::Relaxed);
-        // A consumer that went away is not the engine's failure: the journal has everything.
-        let _ = self.outbound.send(published);
-        Ok(())
+        Ok(published)
     }
 
-    fn snapshot(&mut self) -> std::io::Result<()> {
+    /// True when `snapshot_every_commands` have been sequenced since the last snapshot.
+    pub fn snapshot_due(&self) -> bool {
+        let every = self.options.snapshot_every_commands;
+        every > 0 && self.seq - self.seq_snapshot >= every
+    }
+
+    /// Writes a snapshot of the state after the last sequenced command.
+    pub fn snapshot(&mut self) -> std::io::Result<()> {
         // The journal up to the snapshot must be on disk before the snapshot claims that seq.
         self.writer.sync_all()?;
         snapshot::write(
@@ -586,6 +591,103 @@ impl EngineLoop {
             &self.exchange.snapshot(),
         )?;
         self.seq_snapshot = self.seq;
+        Ok(())
+    }
+
+    /// A clean stop: the journal synced, and a snapshot if anything happened since the last one.
+    pub fn shutdown(&mut self) -> std::io::Result<u64> {
+        self.writer.sync_all()?;
+        if self.seq > self.seq_snapshot {
+            self.snapshot()?;
+        }
+        Ok(self.seq)
+    }
+}
+
+struct EngineLoop {
+    sequencer: Sequencer<MmapStorage>,
+    queue: Arc<ArrayQueue<Request>>,
+    shared: Arc<Shared>,
+    outbound: Sender<Published>,
+    options: EngineOptions,
+}
+
+impl EngineLoop {
+    fn run(&mut self) -> Result<u64, String> {
+        let mut batch = Vec::with_capacity(self.options.batch_commands_max);
+        let mut idle_rounds: u64 = 0;
+        loop {
+            batch.clear();
+            while batch.len() < self.options.batch_commands_max {
+                match self.queue.pop() {
+                    Some(request) => batch.push(request),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                if self.shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                self.idle(idle_rounds);
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            self.process(&batch)
+                .map_err(|e| format!("journal write failed: {e}"))?;
+            if self.sequencer.snapshot_due() {
+                self.snapshot()
+                    .map_err(|e| format!("snapshot failed: {e}"))?;
+            }
+        }
+        let seq_snapshot = self.sequencer.seq_snapshot;
+        let seq = self
+            .sequencer
+            .shutdown()
+            .map_err(|e| format!("snapshot failed: {e}"))?;
+        if seq > seq_snapshot {
+            self.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(seq)
+    }
+
+    fn idle(&self, rounds: u64) {
+        let idle = self.options.idle;
+        if rounds < u64::from(idle.spins) {
+            std::hint::spin_loop();
+        } else if rounds < u64::from(idle.spins) + u64::from(idle.yields) {
+            thread::yield_now();
+        } else {
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            // Re-check after announcing the sleep, so that a push in between is not missed.
+            if self.queue.is_empty() && !self.shared.stop.load(Ordering::SeqCst) {
+                thread::park_timeout(Duration::from_micros(idle.park_us));
+            }
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Sequence, journal, apply, commit, publish one batch.
+    fn process(&mut self, batch: &[Request]) -> std::io::Result<()> {
+        let published = self.sequencer.process(batch)?;
+        let stats = &self.shared.stats;
+        stats
+            .commands
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .journal_bytes
+            .store(self.sequencer.bytes_written(), Ordering::Relaxed);
+        stats
+            .last_seq
+            .store(self.sequencer.seq(), Ordering::Relaxed);
+        // A consumer that went away is not the engine's failure: the journal has everything.
+        let _ = self.outbound.send(published);
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> std::io::Result<()> {
+        self.sequencer.snapshot()?;
         self.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

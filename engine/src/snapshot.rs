@@ -109,7 +109,23 @@ pub fn read(path: &Path) -> Result<Loaded, String> {
     if version != SNAPSHOT_VERSION {
         return Err(format!("snapshot version {version}"));
     }
+    if bytes[12..16] != [0; 4] {
+        return Err("reserved header bytes are not zero".into());
+    }
     let seq = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    // The state hash covers the payload only: the seq is checked against the file's name, or a
+    // flipped bit there would have recovery skip (or re-run) journaled commands.
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("snapshot-"))
+        .and_then(|n| n.strip_suffix(".ksn"))
+        .and_then(|digits| digits.parse::<u64>().ok());
+    if named != Some(seq) {
+        return Err(format!(
+            "the header says seq {seq}, the file name {named:?}"
+        ));
+    }
     let hash: [u8; 32] = bytes[24..56].try_into().unwrap();
     let len = u64::from_le_bytes(bytes[56..64].try_into().unwrap()) as usize;
     let payload = bytes
@@ -152,4 +168,44 @@ pub fn load_newest(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(name: &str) -> (PathBuf, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("kinko-snapshot-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let exchange = crate::Exchange::new(crate::defaults::config()).expect("default config");
+        let (path, _) = write(&dir, 12, &exchange.snapshot()).expect("written");
+        (dir, path)
+    }
+
+    fn flipped(path: &Path, offset: usize) -> Result<Loaded, String> {
+        let mut bytes = fs::read(path).expect("read");
+        bytes[offset] ^= 1;
+        fs::write(path, &bytes).expect("write");
+        read(path)
+    }
+
+    /// Found by kinko-sim, seed 27: the state hash covers the payload only, so a flipped bit in
+    /// the header's seq was accepted and recovery skipped journaled commands.
+    #[test]
+    fn a_header_seq_that_disagrees_with_the_file_name_is_refused() {
+        let (dir, path) = written("seq");
+        assert_eq!(read(&path).expect("valid").seq, 12);
+        let error = flipped(&path, 16).err().expect("refused");
+        assert!(error.contains("seq 13"), "{error}");
+        fs::remove_dir_all(dir).expect("cleaned");
+    }
+
+    #[test]
+    fn reserved_header_bytes_must_be_zero() {
+        let (dir, path) = written("reserved");
+        let error = flipped(&path, 13).err().expect("refused");
+        assert!(error.contains("reserved"), "{error}");
+        fs::remove_dir_all(dir).expect("cleaned");
+    }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use engine::journal::format::{decode, Genesis};
 use engine::journal::{JournalEnd, JournalError, JournalRead, TailCut};
-use engine::snapshot::{hex, state_hash};
+use engine::snapshot::hex;
 use engine::{BookViolation, Event, ExchangeEvent, HousePolicy, HouseSide, InstrumentId};
 use ledger::{Ledger, Pool, Violation};
 use serde::Serialize;
@@ -623,7 +623,7 @@ impl Checker {
             fills: self.fills,
             fills_house_side: self.fills_house_side,
             invariants: self.invariants_mode,
-            state_hash: hex(&state_hash(&exchange.snapshot())),
+            state_hash: hex(&self.replayer.state_hash()),
             chain: hex(&end.chain),
             config_hash: hex(&self.config_hash),
             tail_cut: end.tail_cut.as_ref().map(|c| c.to_string()),

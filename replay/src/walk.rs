@@ -164,6 +164,8 @@ pub struct Step<'a> {
 /// The engine's state machine, fed from a journal.
 pub struct Replayer {
     exchange: Exchange,
+    /// The genesis configuration's flag, turned off here: part of the state the hash covers.
+    check_invariants_genesis: bool,
     command: Option<ExchangeCommand>,
     produced: Vec<ExchangeEvent>,
     encoded: Vec<u8>,
@@ -174,10 +176,12 @@ impl Replayer {
     /// caller checks them and reports what broke.
     pub fn new(config: &ExchangeConfig) -> Result<Replayer, ReplayError> {
         let mut config = config.clone();
+        let check_invariants_genesis = config.engine.check_invariants;
         config.engine.check_invariants = false;
         let exchange = Exchange::new(config).map_err(|e| ReplayError::Config(format!("{e:?}")))?;
         Ok(Replayer {
             exchange,
+            check_invariants_genesis,
             command: None,
             produced: Vec::with_capacity(1_024),
             encoded: Vec::with_capacity(1 << 16),
@@ -186,6 +190,15 @@ impl Replayer {
 
     pub fn exchange(&self) -> &Exchange {
         &self.exchange
+    }
+
+    /// The engine's state hash of the state now: the snapshot as the engine would take it, with
+    /// the genesis configuration's invariant flag (which the replayer turns off for itself), so
+    /// that it equals the hash the engine records for the same journal.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let mut snapshot = self.exchange.snapshot();
+        snapshot.config.engine.check_invariants = self.check_invariants_genesis;
+        engine::snapshot::state_hash(&snapshot)
     }
 
     /// The events of the last command applied.
