@@ -52,6 +52,7 @@ pub mod point;
 pub mod progress;
 pub mod render;
 pub mod reports;
+pub mod sim;
 pub mod source;
 pub mod stream;
 pub mod verify;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Parser;
-use sim::{run_seed, Counters, Outcome, SimOptions};
+use replay::sim::{run_seed, Counters, Outcome, SimOptions};
 
 #[derive(Parser)]
 #[command(

@@ -12,8 +12,8 @@ use engine::{
 };
 use ledger::{AmountUnits, AssetId, Location, Pool};
 
-use crate::rng::Rng;
-use crate::world::World;
+use crate::sim::rng::Rng;
+use crate::sim::world::World;
 
 /// The instruments traded: BTC/JPY and XEM/JPY (house trading forbidden), ETH/JPY (disclosed).
 pub const INSTRUMENTS: [InstrumentId; 3] = [0, 1, 2];

@@ -1,7 +1,7 @@
 //! The simulator under `cargo test`: a handful of seeds end to end, determinism, and every seed
 //! that once found a bug.
 
-use sim::{run_seed, Outcome, SimOptions};
+use replay::sim::{run_seed, Outcome, SimOptions};
 
 fn passes(seed: u64, options: &SimOptions) -> Outcome {
     let outcome = run_seed(seed, options);

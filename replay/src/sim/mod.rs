@@ -8,8 +8,9 @@
 //! It runs the real state machine (`engine::Exchange`), the real journal writer and reader, the
 //! real recovery (`engine::runtime::recover_with`, snapshots included) and the engine thread's own
 //! batch code (`engine::runtime::Sequencer`), driven by hand one batch at a time; the journal and
-//! snapshots are real files in a folder per run. It lives in its own crate because it needs
-//! replay's `verify`, and replay depends on the engine.
+//! snapshots are real files in a folder per run. It lives in the `replay` crate (binary
+//! `kinko-sim`) because every run ends with replay's `verify`, and replay depends on the engine:
+//! the engine cannot depend on replay, and the workspace keeps to its five crates.
 //!
 //! It must never: read the wall clock, iterate a hash map, or let thread timing decide anything —
 //! a seed that fails once must fail again.

@@ -18,11 +18,11 @@ use engine::snapshot::{hex, state_hash};
 use engine::{ExchangeCommand, ExchangeConfig, ExchangeEvent, HousePolicy};
 use ledger::{Location, Pool};
 
-use crate::disk::{self, DiskSwitch, RecordSpan, SimClock, SimStorage};
-use crate::rng::Rng;
-use crate::workload::{Market, Workload, COINS, INSTRUMENTS, INSTRUMENT_DISCLOSED, JPY};
-use crate::world::{Theft, World};
-use crate::{Counters, Failure, Outcome, SimOptions};
+use crate::sim::disk::{self, DiskSwitch, RecordSpan, SimClock, SimStorage};
+use crate::sim::rng::Rng;
+use crate::sim::workload::{Market, Workload, COINS, INSTRUMENTS, INSTRUMENT_DISCLOSED, JPY};
+use crate::sim::world::{Theft, World};
+use crate::sim::{Counters, Failure, Outcome, SimOptions};
 
 /// Steps of the trace kept for a failure report.
 const TRACE_STEPS_MAX: usize = 20;
@@ -902,7 +902,7 @@ impl<'o> Sim<'o> {
                 span.offset
             )));
         }
-        let verified = replay::verify::verify(&self.dir, &replay::verify::VerifyOptions::default());
+        let verified = crate::verify::verify(&self.dir, &crate::verify::VerifyOptions::default());
         let located = match &verified {
             Err(failure) => {
                 failure
@@ -1043,7 +1043,7 @@ impl<'o> Sim<'o> {
         self.expect.seq_last = seq;
         self.restart()?;
         self.engine = None;
-        let summary = replay::verify::verify(&self.dir, &replay::verify::VerifyOptions::default())
+        let summary = crate::verify::verify(&self.dir, &crate::verify::VerifyOptions::default())
             .map_err(|failure| self.fail(format!("replay verify: {failure}")))?;
         if summary.seq_last != seq || summary.state_hash != hex(&final_hash) {
             return Err(self.fail(format!(
