@@ -78,6 +78,13 @@ pub struct Field {
     end: u32,
 }
 
+impl Field {
+    /// Where the value lies in the message's bytes (the tag and "=" come just before it).
+    pub fn value_range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
 /// A framed message: its bytes and its fields in order (BeginString, BodyLength, MsgType first,
 /// CheckSum last).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,9 +281,17 @@ fn body_length(
 
 /// Where the CheckSum field starts: at the declared end when it is there, else at the first
 /// "<SOH>10=ddd<SOH>" after the body start (a wrong BodyLength is then reported as such).
+///
+/// Nothing is decided before the bytes up to the declared end have arrived: a body may hold
+/// "<SOH>10=ddd<SOH>" inside a data field (RawData), and a search run on part of a message would
+/// find it and drop a valid message that the whole buffer decodes, so the outcome would depend on
+/// how the peer's bytes were cut into reads (found by kinko-fuzz).
 fn trailer(buffer: &[u8], body_start: usize, body_bytes: usize) -> Option<usize> {
     let declared = body_start + body_bytes;
-    if buffer.len() >= declared + TRAILER_BYTES && is_trailer(&buffer[declared..]) {
+    if buffer.len() < declared + TRAILER_BYTES {
+        return None;
+    }
+    if is_trailer(&buffer[declared..]) {
         return Some(declared);
     }
     let from = body_start.checked_sub(1)?;
@@ -581,7 +596,13 @@ mod tests {
                 ..
             })
         ));
-        let long = soh(&text.replacen("|9=", "|9=1", 1));
+        // A BodyLength too long is known to be wrong once the bytes up to its end are there
+        // (here: the next messages); until then, the message may still be arriving.
+        let mut long = soh(&text.replacen("|9=", "|9=1", 1));
+        assert_eq!(decode(&long), Ok(Step::Incomplete));
+        for _ in 0..3 {
+            long.extend_from_slice(&good);
+        }
         assert!(matches!(
             decode(&long),
             Ok(Step::Garbled {
@@ -652,6 +673,30 @@ mod tests {
         }
         assert_eq!(messages, 2);
         assert!(decoder.buffered() <= 4);
+    }
+
+    #[test]
+    fn a_trailer_inside_a_data_field_decodes_the_same_however_the_stream_is_cut() {
+        // RawData(96) holding "<SOH>10=000<SOH>": the decoder once searched for a trailer in the
+        // part received so far, found this one, reported a BodyLength mismatch and dropped the
+        // message, while the whole buffer decoded (kinko-fuzz, target fix, pieces of 57 bytes).
+        let bytes = frame_with_raw(
+            "|35=A|34=1|49=A|52=20240101-00:00:00|56=B|95=8|96=\u{1}10=000\u{1}|98=0|108=30|",
+        );
+        assert_eq!(decode_all(&bytes).len(), 1);
+        for chunk in 1..bytes.len() {
+            let mut decoder = Decoder::default();
+            let mut messages = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                decoder.feed(piece);
+                while let Ok(Some(item)) = decoder.next_frame() {
+                    messages.push(item);
+                }
+            }
+            assert_eq!(messages.len(), 1, "pieces of {chunk}: {messages:?}");
+            let message = messages.remove(0).expect("a message, not a garbled frame");
+            assert_eq!(message.raw(96), Some(&b"\x0110=000\x01"[..]));
+        }
     }
 
     #[test]
