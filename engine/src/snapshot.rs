@@ -14,7 +14,7 @@ use crate::journal::format::{decode, encode_into};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"KINKOSNP";
 pub const SNAPSHOT_VERSION: u32 = 2;
-const HEADER_BYTES: usize = 64;
+pub const HEADER_BYTES: usize = 64;
 /// Snapshots kept on disk; older ones are removed after a new one is written.
 pub const SNAPSHOTS_KEPT: usize = 3;
 
@@ -38,22 +38,30 @@ fn file_name(seq: u64) -> String {
     format!("snapshot-{seq:020}.ksn")
 }
 
+/// The bytes of the snapshot file of a state taken after `seq`, and its state hash.
+pub fn file_bytes(seq: u64, snapshot: &ExchangeSnapshot) -> (Vec<u8>, [u8; 32]) {
+    let (payload, hash) = encode(snapshot);
+    let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len());
+    bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+    bytes.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(&hash);
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    debug_assert_eq!(bytes.len(), HEADER_BYTES);
+    bytes.extend_from_slice(&payload);
+    (bytes, hash)
+}
+
 /// Writes a snapshot taken after `seq` and returns its path and state hash.
 pub fn write(dir: &Path, seq: u64, snapshot: &ExchangeSnapshot) -> io::Result<(PathBuf, [u8; 32])> {
     fs::create_dir_all(dir)?;
-    let (payload, hash) = encode(snapshot);
-    let mut header = [0u8; HEADER_BYTES];
-    header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    header[16..24].copy_from_slice(&seq.to_le_bytes());
-    header[24..56].copy_from_slice(&hash);
-    header[56..64].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    let (bytes, hash) = file_bytes(seq, snapshot);
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
     {
         let mut file = File::create(&tmp)?;
-        file.write_all(&header)?;
-        file.write_all(&payload)?;
+        file.write_all(&bytes)?;
         file.sync_all()?;
     }
     fs::rename(&tmp, &path)?;
@@ -69,20 +77,21 @@ fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     }
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let seq = name
-            .strip_prefix("snapshot-")
-            .and_then(|rest| rest.strip_suffix(".ksn"))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(seq) = seq {
+        if let Some(seq) = seq_of(&path) {
             found.push((seq, path));
         }
     }
     found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found)
+}
+
+/// The sequence number a snapshot file's name states (`snapshot-NNN.ksn`).
+fn seq_of(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix("snapshot-")?
+        .strip_suffix(".ksn")?
+        .parse()
+        .ok()
 }
 
 fn prune(dir: &Path) -> io::Result<()> {
@@ -101,7 +110,28 @@ pub struct Loaded {
 
 /// Reads one snapshot file and checks it.
 pub fn read(path: &Path) -> Result<Loaded, String> {
+    let seq_named = seq_of(path).ok_or("not a snapshot file name")?;
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let (seq, snapshot, hash) = decode_file(&bytes, seq_named)?;
+    Ok(Loaded {
+        seq,
+        snapshot,
+        hash,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Checks and decodes the bytes of a snapshot file named for `seq_named`: its sequence number,
+/// state and state hash.
+///
+/// The state hash covers the payload only, so the header's sequence number is checked against the
+/// file's name: a flipped bit there would otherwise restore the state as of another sequence
+/// number, and recovery would re-execute the wrong commands on it (found by kinko-fuzz). The
+/// reserved bytes must be zero, as written.
+pub fn decode_file(
+    bytes: &[u8],
+    seq_named: u64,
+) -> Result<(u64, ExchangeSnapshot, [u8; 32]), String> {
     if bytes.len() < HEADER_BYTES || bytes[0..8] != SNAPSHOT_MAGIC {
         return Err("not a Kinko snapshot".into());
     }
@@ -109,7 +139,15 @@ pub fn read(path: &Path) -> Result<Loaded, String> {
     if version != SNAPSHOT_VERSION {
         return Err(format!("snapshot version {version}"));
     }
+    if bytes[12..16] != [0; 4] {
+        return Err("reserved header bytes are not zero".into());
+    }
     let seq = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    if seq != seq_named {
+        return Err(format!(
+            "the header says seq {seq}, the file name seq {seq_named}"
+        ));
+    }
     let hash: [u8; 32] = bytes[24..56].try_into().unwrap();
     let len = u64::from_le_bytes(bytes[56..64].try_into().unwrap()) as usize;
     let payload = bytes
@@ -120,12 +158,7 @@ pub fn read(path: &Path) -> Result<Loaded, String> {
         return Err("state hash does not match the payload".into());
     }
     let snapshot = decode(payload).ok_or("payload does not decode")?;
-    Ok(Loaded {
-        seq,
-        snapshot,
-        hash,
-        path: path.to_path_buf(),
-    })
+    Ok((seq, snapshot, hash))
 }
 
 /// The newest valid snapshot at or before `seq_max`; invalid ones are reported in `warnings` and
@@ -152,4 +185,39 @@ pub fn load_newest(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> ExchangeSnapshot {
+        crate::Exchange::new(crate::defaults::config())
+            .expect("the default configuration")
+            .snapshot()
+    }
+
+    #[test]
+    fn a_file_reads_back_as_written() {
+        let state = state();
+        let (bytes, hash) = file_bytes(42, &state);
+        let (seq, read, read_hash) = decode_file(&bytes, 42).expect("reads");
+        assert_eq!(seq, 42);
+        assert!(read == state);
+        assert_eq!(read_hash, hash);
+    }
+
+    #[test]
+    fn a_seq_the_hash_does_not_cover_is_checked_against_the_name() {
+        // Bit 4 of the seq's first byte flipped: the state hash still matched, and the state was
+        // restored as of seq 3 + 16 = 19 (kinko-fuzz, target snapshot-burst, offset 16, mask 0x10).
+        let (mut bytes, _) = file_bytes(3, &state());
+        bytes[16] ^= 0x10;
+        let error = decode_file(&bytes, 3).expect_err("a seq other than the name's");
+        assert!(error.contains("seq 19"), "{error}");
+        // A reserved byte is checked too, though it changes nothing read.
+        let (mut bytes, _) = file_bytes(3, &state());
+        bytes[13] = 1;
+        assert!(decode_file(&bytes, 3).is_err());
+    }
 }
