@@ -7,6 +7,7 @@
 //! bug, not a figure.
 
 pub mod fixture;
+pub mod fuzz;
 pub mod guard;
 pub mod machine;
 pub mod measure;
