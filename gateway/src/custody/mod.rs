@@ -645,12 +645,14 @@ fn units(exchange: &ExchangeConfig, asset: AssetId, text: &str) -> Result<Amount
         return Err(ApiError::reject(engine::RejectReason::AmountNotPositive));
     }
     let decimals = exchange.assets[asset as usize].decimals;
-    let units = Ratio::from_decimal(value, decimals).whole().map_err(|_| {
-        ApiError::new(
-            "invalid_field",
-            format!("amount {text} has more than {decimals} decimals"),
-        )
-    })?;
+    let units = Ratio::from_decimal(value, decimals)
+        .and_then(Ratio::whole)
+        .map_err(|_| {
+            ApiError::new(
+                "invalid_field",
+                format!("amount {text} has more than {decimals} decimals"),
+            )
+        })?;
     Ok(units)
 }
 
