@@ -94,9 +94,14 @@ impl ExchangeConfig {
                 INSTRUMENTS_MAX_CEILING as u64,
             ),
         ];
-        for (name, value, ceiling) in each {
+        for (i, (name, value, ceiling)) in each.into_iter().enumerate() {
             if value > ceiling {
                 return Err(format!("{name} = {value} is past its ceiling {ceiling}"));
+            }
+            // The five engine capacities hold at least one of their kind: an arena of no order
+            // slots was an assertion deep in Matcher::new (kinko-fuzz).
+            if i < 5 && value == 0 {
+                return Err(format!("{name} = 0: it must be at least 1"));
             }
         }
         let book_slots = self.instruments.len() as u64

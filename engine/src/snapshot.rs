@@ -158,6 +158,13 @@ pub fn decode_file(
         return Err("state hash does not match the payload".into());
     }
     let snapshot = decode(payload).ok_or("payload does not decode")?;
+    // Decimals travel as strings, and "+.001" decodes to the 0.001 that encodes as "0.001": a
+    // payload that is not the canonical encoding of its state would pass its hash here and fail
+    // recovery's state-hash check later, refusing to start instead of trying an older snapshot
+    // (found by kinko-fuzz).
+    if encode(&snapshot).0 != payload {
+        return Err("payload is not the canonical encoding of its state".into());
+    }
     Ok((seq, snapshot, hash))
 }
 
@@ -219,5 +226,21 @@ mod tests {
         let (mut bytes, _) = file_bytes(3, &state());
         bytes[13] = 1;
         assert!(decode_file(&bytes, 3).is_err());
+    }
+
+    #[test]
+    fn a_payload_in_another_encoding_of_the_same_state_is_refused() {
+        // A tick size "0.001" rewritten "+.001" (same length), the state hash recomputed: it
+        // decoded to the same state and passed (kinko-fuzz, target snapshot, a re-sealed file).
+        let (mut bytes, _) = file_bytes(3, &state());
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"0.001")
+            .expect("a tick size of 0.001 in the default instruments");
+        bytes[at..at + 5].copy_from_slice(b"+.001");
+        let hash = *blake3::hash(&bytes[HEADER_BYTES..]).as_bytes();
+        bytes[24..56].copy_from_slice(&hash);
+        let error = decode_file(&bytes, 3).expect_err("a non-canonical payload");
+        assert!(error.contains("canonical"), "{error}");
     }
 }

@@ -377,6 +377,13 @@ fn a_capacity_or_precision_past_its_limit_is_a_configuration_error_not_an_abort(
         panic!("accepted")
     };
     assert!(text.contains("decimals"), "{text}");
+    // A capacity of zero, which Arena::new asserted against.
+    let mut config = defaults::config();
+    config.engine.orders_max = 0;
+    assert!(matches!(
+        Exchange::new(config),
+        Err(engine::exchange::ConfigError::Limit(_))
+    ));
     // At the ceilings' side of the line, the default and a generous configuration still build.
     assert!(defaults::config().check_limits().is_ok());
     assert!(Exchange::new(defaults::config()).is_ok());
