@@ -93,6 +93,7 @@ properties! {
     snapshot_burst => "snapshot-burst", 8;
     replay_time => "replay-time", 64;
     replay_price => "replay-price", 96;
+    replay_proof => "replay-proof", 1_024;
 }
 
 #[test]

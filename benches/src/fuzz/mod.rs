@@ -105,7 +105,12 @@ pub fn install_panic_hook() {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            PANIC.with(|p| *p.borrow_mut() = Some(format!("{location}: {message}")));
+            // With RUST_BACKTRACE set (as when reproducing one input), the backtrace too.
+            let backtrace = match std::env::var_os("RUST_BACKTRACE") {
+                Some(_) => format!("\n{}", std::backtrace::Backtrace::force_capture()),
+                None => String::new(),
+            };
+            PANIC.with(|p| *p.borrow_mut() = Some(format!("{location}: {message}{backtrace}")));
         }));
     });
 }

@@ -94,6 +94,15 @@ pub static ALL: &[Target] = &[
         repair: None,
         input_bytes_max: 256,
     },
+    Target {
+        name: "replay-proof",
+        about: "kinko-replay verify-inclusion: a customer's proof file and the root it is checked against",
+        seeds: replay::proof_seeds,
+        run: replay::proof_run,
+        dictionary: replay::PROOF_DICTIONARY,
+        repair: None,
+        input_bytes_max: 16 * 1024,
+    },
 ];
 
 /// Spreads an outcome number over the class space (so that nearby numbers are distinct classes).

@@ -130,3 +130,115 @@ pub fn price_run(bytes: &[u8]) -> u64 {
         Err(e) => 100 + super::fnv(e.to_string().rsplit(": ").next().unwrap_or("").as_bytes()) % 64,
     }
 }
+
+pub const PROOF_DICTIONARY: &[&[u8]] = &[
+    b"\"path\":",
+    b"\"side\":\"left\"",
+    b"\"side\":\"right\"",
+    b"\"sum_units\":",
+    b"\"balance_units\":",
+    b"\"decimals\":255",
+    b"\"170141183460469231731687303715884105727\"",
+    b"\"-1\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\n",
+];
+
+/// Proof documents of a real Merkle sum tree (the layout `kinko-replay liabilities` writes), each
+/// after the root a customer checks it against on the first line.
+pub fn proof_seeds() -> Vec<Vec<u8>> {
+    use replay::merkle::{nonce, to_hex, Leaf, Tree};
+    use replay::reports::liabilities::{AssetProof, PathStep, ProofDocument, PROOF_FORMAT};
+    let secret = [7u8; 32];
+    let assets: [(&str, u8); 2] = [("BTC", 8), ("JPY", 0)];
+    let trees: Vec<Tree> = assets
+        .iter()
+        .map(|(asset, _)| {
+            let leaves = (0..5u32)
+                .map(|account| Leaf {
+                    account,
+                    balance_units: i128::from(account) * 1_000_000 + 1,
+                    nonce: nonce(&secret, asset, account),
+                })
+                .collect();
+            Tree::build(asset, leaves)
+        })
+        .collect();
+    let document = |account: u32| {
+        let proofs = assets.iter().zip(&trees).map(|((asset, decimals), tree)| {
+            let position = tree
+                .leaves()
+                .iter()
+                .position(|l| l.account == account)
+                .expect("leaf");
+            let leaf = tree.leaves()[position];
+            let root = tree.root();
+            AssetProof {
+                asset: asset.to_string(),
+                decimals: *decimals,
+                balance_units: leaf.balance_units.to_string(),
+                balance: replay::money::format_units(leaf.balance_units, *decimals),
+                nonce: to_hex(&leaf.nonce),
+                path: tree
+                    .proof(position)
+                    .iter()
+                    .map(|s| PathStep {
+                        side: s.side,
+                        hash: to_hex(&s.node.hash),
+                        sum_units: s.node.sum.to_string(),
+                    })
+                    .collect(),
+                root_hash: to_hex(&root.hash),
+                root_sum_units: root.sum.to_string(),
+            }
+        });
+        ProofDocument {
+            format: PROOF_FORMAT.into(),
+            account,
+            at_seq: 42,
+            at_time: Some("2018-01-26T03:09:00Z".into()),
+            proofs: proofs.collect(),
+        }
+    };
+    [(0, 0), (3, 1), (4, 0)]
+        .iter()
+        .map(|&(account, tree)| {
+            let root = to_hex(&trees[tree].root().hash);
+            let json = serde_json::to_string_pretty(&document(account)).expect("prints");
+            format!("{root}\n{json}").into_bytes()
+        })
+        .collect()
+}
+
+/// Input: the root a customer was given, a newline, then their proof file
+/// (`kinko-replay verify-inclusion PROOF --root R`).
+pub fn proof_run(bytes: &[u8]) -> u64 {
+    use replay::reports::liabilities::{parse_proof, verify_inclusion};
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return 0;
+    };
+    let (root, json) = text.split_once('\n').unwrap_or((text, ""));
+    let document = match parse_proof(json) {
+        Ok(document) => document,
+        Err(e) => {
+            return 10 + super::fnv(e.to_string().split(':').next().unwrap_or("").as_bytes()) % 32
+        }
+    };
+    match verify_inclusion(&document, root) {
+        Ok(report) => {
+            assert_eq!(
+                report.root,
+                root.trim().to_ascii_lowercase(),
+                "included under another root than the one asked"
+            );
+            assert_eq!(report.account, document.account);
+            1 + class(document.proofs.len() as u64) % 8
+        }
+        Err(e) => {
+            100 + super::fnv(format!("{e:?}").split('{').next().unwrap_or("").as_bytes()) % 32
+        }
+    }
+}

@@ -32,10 +32,18 @@ pub fn run(bytes: &[u8]) -> u64 {
     match decode_file(bytes, seq_named) {
         Ok((seq, snapshot, hash)) => {
             let (payload, again) = encode(&snapshot);
-            assert!(
-                payload == bytes[HEADER_BYTES..],
-                "an accepted snapshot's state encodes to other bytes"
-            );
+            let read = &bytes[HEADER_BYTES..];
+            if payload != read {
+                let at = payload.iter().zip(read).position(|(a, b)| a != b);
+                let at = at.unwrap_or(payload.len().min(read.len()));
+                let around = |b: &[u8]| b[at.saturating_sub(8)..(at + 24).min(b.len())].to_vec();
+                panic!(
+                    "an accepted snapshot's state encodes to other bytes: from payload byte {at}, \
+                     read {:?}, encoded {:?}",
+                    around(read),
+                    around(&payload)
+                );
+            }
             assert_eq!(again, hash);
             1 + class(seq) % 16
         }
