@@ -352,11 +352,18 @@ fn split_fields(bytes: &[u8]) -> Result<Message, Garbled> {
             + at;
         let tag = parse_tag(&bytes[at..equals]).ok_or(Garbled::FieldSyntax)?;
         let start = equals + 1;
-        let end = match data_length.take() {
-            Some((data_tag, length)) if data_tag == tag && start + length < bytes.len() => {
-                start + length
-            }
-            _ => {
+        // A data length is the peer's number: `start + length` overflowed for a RawDataLength of
+        // 2^64 - 1, a panic in debug builds; in release it wrapped to an end before the start,
+        // and reading the field sliced backwards, a panic that aborts the server (release builds
+        // abort on panic) from one unauthenticated Logon (found by kinko-fuzz).
+        let data_end = data_length
+            .take()
+            .filter(|(data_tag, _)| *data_tag == tag)
+            .and_then(|(_, length)| start.checked_add(length))
+            .filter(|&end| end < bytes.len());
+        let end = match data_end {
+            Some(end) => end,
+            None => {
                 bytes[start..]
                     .iter()
                     .position(|&b| b == SOH)
@@ -696,6 +703,26 @@ mod tests {
             assert_eq!(messages.len(), 1, "pieces of {chunk}: {messages:?}");
             let message = messages.remove(0).expect("a message, not a garbled frame");
             assert_eq!(message.raw(96), Some(&b"\x0110=000\x01"[..]));
+        }
+    }
+
+    #[test]
+    fn a_data_length_past_the_message_is_garbled_not_a_panic() {
+        // The input kinko-fuzz saved (target fix): a Logon whose RawDataLength(95) is 2^64 - 1.
+        let bytes = frame_with_raw(
+            "|35=A|34=7|49=demo-alice|52=20240101-00:00:00.000|56=KINKO|98=0|108=30\
+             |95=18446744073709551615|96=abcd|",
+        );
+        let Ok(Step::Message { message, .. }) = decode(&bytes) else {
+            panic!("a message: the length is ignored, the value ends at its SOH")
+        };
+        assert_eq!(message.raw(96), Some(&b"abcd"[..]));
+        // A length that would wrap to just before the value's start, where an SOH is.
+        for length in [u64::MAX - 1, u64::MAX - 5, u64::MAX / 2] {
+            let bytes = frame_with_raw(&format!("|35=A|34=7|95={length}|96=abcd|"));
+            for field in decode_all(&bytes).iter().flat_map(|m| m.fields()) {
+                assert!(field.value_range().start <= field.value_range().end);
+            }
         }
     }
 
