@@ -129,6 +129,7 @@ fn reproduce(targets: &[&Target], path: &PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    fuzz::BACKTRACES.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut failed = false;
     for target in targets {
         match fuzz::execute(target, &input) {

@@ -85,6 +85,9 @@ thread_local! {
     static CATCHING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Set by `kinko-fuzz --input`: panics record their backtrace.
+pub static BACKTRACES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Wraps the panic hook, once per process: a panic inside [`execute`] is recorded instead of
 /// printed (a run may see thousands); any other panic goes to the previous hook as before.
 pub fn install_panic_hook() {
@@ -105,10 +108,11 @@ pub fn install_panic_hook() {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            // With RUST_BACKTRACE set (as when reproducing one input), the backtrace too.
-            let backtrace = match std::env::var_os("RUST_BACKTRACE") {
-                Some(_) => format!("\n{}", std::backtrace::Backtrace::force_capture()),
-                None => String::new(),
+            // When reproducing one input, the backtrace too (not in runs: a bug found a thousand
+            // times would cost a thousand captures).
+            let backtrace = match BACKTRACES.load(std::sync::atomic::Ordering::Relaxed) {
+                true => format!("\n{}", std::backtrace::Backtrace::force_capture()),
+                false => String::new(),
             };
             PANIC.with(|p| *p.borrow_mut() = Some(format!("{location}: {message}{backtrace}")));
         }));
