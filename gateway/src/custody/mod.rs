@@ -668,7 +668,8 @@ fn hex_bytes<const N: usize>(field: &str, text: &str) -> Result<[u8; N], ApiErro
             format!("field `{field}` must be {N} bytes in hex"),
         )
     };
-    if text.len() != 2 * N || !text.is_ascii() {
+    // Hex digits only: `u8::from_str_radix` also takes a sign ("+f" is 15).
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let mut out = [0u8; N];
