@@ -1,5 +1,7 @@
 //! Kinko's benchmarks: the workload generator, the measurement loops and the scenarios behind the
-//! `kinko-bench` binary, and the fixed book the criterion micro-benchmarks run on.
+//! `kinko-bench` binary, and the fixed book the criterion micro-benchmarks run on. Also the
+//! `kinko-fuzz` mutation fuzzer ([`fuzz`]), here because this crate already depends on every crate
+//! whose decoders it feeds and is never shipped.
 //!
 //! Benchmarks print figures; no unit test times anything. What can fail a build is the guard
 //! ([`guard`]): a ratio between two figures of the same run falling far below its floor. They drive the engine through its public API only: nothing here re-implements
@@ -7,6 +9,7 @@
 //! bug, not a figure.
 
 pub mod fixture;
+pub mod fuzz;
 pub mod guard;
 pub mod machine;
 pub mod measure;

@@ -42,6 +42,94 @@ pub struct ExchangeConfig {
     pub custody: CustodyConfig,
 }
 
+/// The most a configuration may ask the engine to allocate up front, far above any real one.
+/// Past these, a capacity is a configuration error: before, `orders_open_per_account_max =
+/// 4294967295` (a typo in `[exchange.engine]`, or a corrupt genesis record) made `Exchange::new`
+/// ask for 68 GB and abort the process (found by kinko-fuzz).
+pub const ORDERS_MAX_CEILING: u32 = 1 << 24;
+pub const ACCOUNTS_MAX_CEILING: u32 = 1 << 24;
+pub const LEVELS_PER_SIDE_MAX_CEILING: u32 = 1 << 20;
+pub const STOPS_PER_SIDE_MAX_CEILING: u32 = 1 << 20;
+pub const ASSETS_MAX_CEILING: usize = 1 << 8;
+pub const INSTRUMENTS_MAX_CEILING: usize = 1 << 10;
+/// Levels and stops preallocated across every book (instruments × 2 sides × both kinds).
+pub const BOOK_SLOTS_MAX_CEILING: u64 = 1 << 26;
+/// Balance cells preallocated (accounts × assets).
+pub const BALANCE_CELLS_MAX_CEILING: u64 = 1 << 28;
+
+impl ExchangeConfig {
+    /// Checks every capacity against its ceiling, and every asset's decimals against
+    /// `ledger::DECIMALS_MAX` (declared, never enforced before), naming the first one past it.
+    pub fn check_limits(&self) -> Result<(), String> {
+        let e = &self.engine;
+        let each: [(&str, u64, u64); 7] = [
+            ("orders_max", e.orders_max.into(), ORDERS_MAX_CEILING.into()),
+            (
+                "orders_open_per_account_max",
+                e.orders_open_per_account_max.into(),
+                ORDERS_MAX_CEILING.into(),
+            ),
+            (
+                "accounts_max",
+                e.accounts_max.into(),
+                ACCOUNTS_MAX_CEILING.into(),
+            ),
+            (
+                "levels_per_side_max",
+                e.levels_per_side_max.into(),
+                LEVELS_PER_SIDE_MAX_CEILING.into(),
+            ),
+            (
+                "stops_per_side_max",
+                e.stops_per_side_max.into(),
+                STOPS_PER_SIDE_MAX_CEILING.into(),
+            ),
+            (
+                "assets",
+                self.assets.len() as u64,
+                ASSETS_MAX_CEILING as u64,
+            ),
+            (
+                "instruments",
+                self.instruments.len() as u64,
+                INSTRUMENTS_MAX_CEILING as u64,
+            ),
+        ];
+        for (i, (name, value, ceiling)) in each.into_iter().enumerate() {
+            if value > ceiling {
+                return Err(format!("{name} = {value} is past its ceiling {ceiling}"));
+            }
+            // The five engine capacities hold at least one of their kind: an arena of no order
+            // slots was an assertion deep in Matcher::new (kinko-fuzz).
+            if i < 5 && value == 0 {
+                return Err(format!("{name} = 0: it must be at least 1"));
+            }
+        }
+        let book_slots = self.instruments.len() as u64
+            * 2
+            * (u64::from(e.levels_per_side_max) + u64::from(e.stops_per_side_max));
+        if book_slots > BOOK_SLOTS_MAX_CEILING {
+            return Err(format!(
+                "instruments × 2 × (levels + stops per side) = {book_slots} is past its ceiling {BOOK_SLOTS_MAX_CEILING}"
+            ));
+        }
+        use ledger::asset::DECIMALS_MAX;
+        if let Some(asset) = self.assets.iter().find(|a| a.decimals > DECIMALS_MAX) {
+            return Err(format!(
+                "asset {} has {} decimals, more than {DECIMALS_MAX}",
+                asset.code, asset.decimals
+            ));
+        }
+        let cells = u64::from(e.accounts_max) * self.assets.len() as u64;
+        if cells > BALANCE_CELLS_MAX_CEILING {
+            return Err(format!(
+                "accounts_max × assets = {cells} is past its ceiling {BALANCE_CELLS_MAX_CEILING}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExchangeCommand {
     /// Order entry: new order, cancel, replace, mass cancel, self-trade default, halt, resume.
@@ -383,9 +471,20 @@ pub enum InvariantViolation {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
-    UnknownAsset { instrument: String, code: String },
-    LotNotWhole { instrument: String },
-    Instrument { instrument: String, error: String },
+    /// A capacity past its ceiling (the engine allocates capacities up front), or an asset with
+    /// more decimals than `ledger::DECIMALS_MAX`.
+    Limit(String),
+    UnknownAsset {
+        instrument: String,
+        code: String,
+    },
+    LotNotWhole {
+        instrument: String,
+    },
+    Instrument {
+        instrument: String,
+        error: String,
+    },
     Custody(String),
 }
 
@@ -422,6 +521,7 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn new(config: ExchangeConfig) -> Result<Exchange, ConfigError> {
+        config.check_limits().map_err(ConfigError::Limit)?;
         let ledger = Ledger::new(config.assets.clone(), config.engine.accounts_max as usize);
         let markets = config
             .instruments
@@ -1221,12 +1321,16 @@ fn market(ledger: &Ledger, spec: &InstrumentSpec) -> Result<Market, ConfigError>
     let base_decimals = ledger.asset(base).expect("found").decimals;
     let quote_decimals = ledger.asset(quote).expect("found").decimals;
     let lot_units = Ratio::from_decimal(spec.lot_size, base_decimals)
-        .whole()
+        .and_then(Ratio::whole)
         .map_err(|_| ConfigError::LotNotWhole {
             instrument: spec.symbol.clone(),
         })?;
     let quote_per_tick_lot = Ratio::from_decimal(spec.tick_size, quote_decimals)
-        .times(Ratio::from_decimal(spec.lot_size, 0));
+        .and_then(|tick| tick.times(Ratio::from_decimal(spec.lot_size, 0)?))
+        .map_err(|e| ConfigError::Instrument {
+            instrument: spec.symbol.clone(),
+            error: format!("tick size × lot size: {e:?}"),
+        })?;
     Ok(Market {
         base,
         quote,

@@ -338,3 +338,53 @@ fn unknown_accounts_and_assets_are_rejected() {
         Some(RejectReason::UnknownAsset)
     );
 }
+
+#[test]
+fn a_capacity_or_precision_past_its_limit_is_a_configuration_error_not_an_abort() {
+    // orders_open_per_account_max = u32::MAX made Exchange::new ask for 68 GB and abort
+    // (kinko-fuzz, target journal: a re-sealed genesis record).
+    let mut config = defaults::config();
+    config.engine.orders_open_per_account_max = u32::MAX;
+    assert!(matches!(
+        Exchange::new(config),
+        Err(engine::exchange::ConfigError::Limit(_))
+    ));
+    let mut config = defaults::config();
+    config.engine.accounts_max = u32::MAX;
+    let Err(engine::exchange::ConfigError::Limit(text)) = Exchange::new(config) else {
+        panic!("accepted")
+    };
+    assert!(text.contains("accounts_max"), "{text}");
+    let mut config = defaults::config();
+    config.engine.levels_per_side_max = engine::exchange::LEVELS_PER_SIDE_MAX_CEILING;
+    config.engine.stops_per_side_max = engine::exchange::STOPS_PER_SIDE_MAX_CEILING;
+    let instruments = config.instruments.clone();
+    for _ in 0..3 {
+        config.instruments.extend(instruments.iter().cloned());
+    }
+    assert!(
+        matches!(
+            Exchange::new(config),
+            Err(engine::exchange::ConfigError::Limit(_))
+        ),
+        "the product too"
+    );
+    // An asset with 40 decimals: 10^40 overflowed i128 in the lot's conversion (a panic in
+    // debug builds); DECIMALS_MAX was declared but not enforced.
+    let mut config = defaults::config();
+    config.assets[0].decimals = 40;
+    let Err(engine::exchange::ConfigError::Limit(text)) = Exchange::new(config) else {
+        panic!("accepted")
+    };
+    assert!(text.contains("decimals"), "{text}");
+    // A capacity of zero, which Arena::new asserted against.
+    let mut config = defaults::config();
+    config.engine.orders_max = 0;
+    assert!(matches!(
+        Exchange::new(config),
+        Err(engine::exchange::ConfigError::Limit(_))
+    ));
+    // At the ceilings' side of the line, the default and a generous configuration still build.
+    assert!(defaults::config().check_limits().is_ok());
+    assert!(Exchange::new(defaults::config()).is_ok());
+}

@@ -454,6 +454,9 @@ impl ServeConfig {
             }
         }
         let exchange = self.exchange();
+        exchange
+            .check_limits()
+            .map_err(|e| format!("exchange.engine: {e}"))?;
         for account in &self.accounts {
             for code in account.deposits.keys() {
                 if !exchange.assets.iter().any(|a| &a.code == code) {
@@ -554,6 +557,18 @@ pub fn default_config() -> ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_capacity_past_its_ceiling_is_refused_when_read() {
+        // Accepted before, then `kinko serve` aborted allocating it (kinko-fuzz).
+        let mut config = default_config();
+        let mut exchange = config.exchange();
+        exchange.engine.orders_open_per_account_max = u32::MAX;
+        config.exchange = Some(exchange);
+        let text = toml::to_string(&config).unwrap();
+        let error = ServeConfig::from_toml(&text).unwrap_err();
+        assert!(error.contains("orders_open_per_account_max"), "{error}");
+    }
 
     #[test]
     fn default_config_is_valid_and_round_trips_through_toml() {

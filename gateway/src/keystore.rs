@@ -206,8 +206,9 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Hex digits only (`from_str_radix` alone would take a sign: `+0` for `00`).
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -325,6 +326,8 @@ mod tests {
         flipped[20] ^= 1;
         assert!(master.unseal("k-1", &hex(&flipped)).is_err());
         assert!(master.unseal("k-1", "zz").is_err());
+        assert_eq!(unhex("+0ff"), None, "digits only, no sign");
+        assert_eq!(unhex("00fF"), Some(vec![0, 255]));
         assert!(MasterKey::from_hex("abcd").is_err());
         assert!(MasterKey::from_hex(&"g".repeat(64)).is_err());
     }

@@ -234,7 +234,7 @@ async fn bootstrap(
                 return Err(format!("deposit {amount} {code} must be positive"));
             }
             let amount_units = Ratio::from_decimal(value, decimals)
-                .whole()
+                .and_then(Ratio::whole)
                 .map_err(|_| format!("deposit {amount} {code} is not a whole number of units"))?;
             let tx = *blake3::hash(format!("opening deposit:{}:{code}", account.name).as_bytes())
                 .as_bytes();
@@ -635,7 +635,7 @@ fn sim_amount(shared: &Shared, asset: &str, amount: &str) -> Result<(u16, i64), 
         .parse::<rust_decimal::Decimal>()
         .ok()
         .filter(|v| *v > rust_decimal::Decimal::ZERO)
-        .and_then(|v| Ratio::from_decimal(v, decimals).whole().ok())
+        .and_then(|v| Ratio::from_decimal(v, decimals).and_then(Ratio::whole).ok())
         .ok_or_else(|| {
             bad(format!(
                 "amount {amount:?} is not a positive {asset} amount"

@@ -30,28 +30,39 @@ pub struct Ratio {
 }
 
 impl Ratio {
-    /// The exact value of `value × 10^decimals` as a ratio.
-    pub fn from_decimal(value: Decimal, decimals: u8) -> Ratio {
+    /// The exact value of `value × 10^decimals` as a ratio, or `Overflow` past i128. A decimal's
+    /// mantissa reaches 7.9 × 10^28, so with 10 or more decimals (ETH has 18) a large amount from
+    /// a client overflowed: a panic in debug builds, a wrapped, wrong amount in release (found by
+    /// kinko-fuzz, through an asset configured with 40 decimals).
+    pub fn from_decimal(value: Decimal, decimals: u8) -> Result<Ratio, AmountError> {
         assert!(
             value > Decimal::ZERO,
             "ratio of a non-positive decimal: {value}"
         );
         let scale = value.scale();
-        let mut num = value.mantissa();
-        let mut den: i128 = 10i128.pow(scale);
-        num *= 10i128.pow(u32::from(decimals));
-        let g = gcd(num, den);
-        num /= g;
-        den /= g;
-        Ratio { num, den }
+        let den: i128 = 10i128.pow(scale);
+        let num = 10i128
+            .checked_pow(u32::from(decimals))
+            .and_then(|power| value.mantissa().checked_mul(power))
+            .ok_or(AmountError::Overflow)?;
+        Ok(Ratio::reduced(num, den))
     }
 
-    pub fn times(self, other: Ratio) -> Ratio {
-        let (mut num, mut den) = (self.num * other.num, self.den * other.den);
+    pub fn times(self, other: Ratio) -> Result<Ratio, AmountError> {
+        let num = self.num.checked_mul(other.num);
+        let den = self.den.checked_mul(other.den);
+        match (num, den) {
+            (Some(num), Some(den)) => Ok(Ratio::reduced(num, den)),
+            _ => Err(AmountError::Overflow),
+        }
+    }
+
+    fn reduced(num: i128, den: i128) -> Ratio {
         let g = gcd(num, den);
-        num /= g;
-        den /= g;
-        Ratio { num, den }
+        Ratio {
+            num: num / g,
+            den: den / g,
+        }
     }
 
     /// The value as a whole number, or `NotWhole`.
@@ -143,21 +154,36 @@ mod tests {
     #[test]
     fn ratio_is_exact_and_reduced() {
         // BTC/JPY: tick 1 JPY × lot 0.0001 BTC = 0.0001 JPY per tick-lot, JPY has 0 decimals.
-        let tick = Ratio::from_decimal(d("1"), 0);
-        let lot = Ratio::from_decimal(d("0.0001"), 0);
+        let tick = Ratio::from_decimal(d("1"), 0).unwrap();
+        let lot = Ratio::from_decimal(d("0.0001"), 0).unwrap();
         assert_eq!(
             tick.times(lot),
-            Ratio {
+            Ok(Ratio {
                 num: 1,
                 den: 10_000
-            }
+            })
         );
         // The lot in satoshi: 0.0001 BTC × 10^8 = 10_000 sat.
-        assert_eq!(Ratio::from_decimal(d("0.0001"), 8).whole(), Ok(10_000));
         assert_eq!(
-            Ratio::from_decimal(d("0.5"), 0).whole(),
+            Ratio::from_decimal(d("0.0001"), 8).and_then(Ratio::whole),
+            Ok(10_000)
+        );
+        assert_eq!(
+            Ratio::from_decimal(d("0.5"), 0).and_then(Ratio::whole),
             Err(AmountError::NotWhole)
         );
+    }
+
+    #[test]
+    fn a_ratio_past_i128_is_an_overflow_not_a_panic() {
+        // 40 decimals: 10^40 alone is past i128 (kinko-fuzz, a re-sealed genesis record).
+        assert_eq!(Ratio::from_decimal(d("1"), 40), Err(AmountError::Overflow));
+        // Decimal's largest mantissa with 18 decimals (ETH's): a client's amount, past i128.
+        let largest = d("79228162514264337593543950335");
+        assert_eq!(Ratio::from_decimal(largest, 18), Err(AmountError::Overflow));
+        assert!(Ratio::from_decimal(largest, 9).is_ok());
+        let huge = Ratio::from_decimal(largest, 9).unwrap();
+        assert_eq!(huge.times(huge), Err(AmountError::Overflow));
     }
 
     #[test]

@@ -256,7 +256,9 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// 64 hex digits as 32 bytes.
 pub fn from_hex(text: &str) -> Option<Hash> {
     let text = text.trim();
-    if text.len() != 64 || !text.is_ascii() {
+    // Hex digits only: `u8::from_str_radix` also takes a sign, so "+0" read as "00" and a root
+    // other than the published one was accepted as it (found by kinko-fuzz).
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -269,6 +271,17 @@ pub fn from_hex(text: &str) -> Option<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_hex_digits_only() {
+        // The root kinko-fuzz saved (target replay-proof): "+0" where "00" was published.
+        let published = "bb95118f3820b21655f6729648eea0d2c9a900742caee758538d5d8efc86f4e3";
+        let signed = "bb95118f3820b21655f6729648eea0d2c9a9+0742caee758538d5d8efc86f4e3";
+        assert!(from_hex(published).is_some());
+        assert_eq!(from_hex(signed), None);
+        assert_eq!(from_hex(&published.replace("bb", "-b")), None);
+        assert_eq!(from_hex(&published.to_uppercase()), from_hex(published));
+    }
 
     fn leaves(balances: &[i128]) -> Vec<Leaf> {
         balances

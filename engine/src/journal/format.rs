@@ -79,8 +79,23 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> usize {
         .expect("encoding into a Vec cannot fail")
 }
 
+/// The most a payload's decoding may claim: a length prefix that asks for more (a string, a vector)
+/// is an error, not an allocation. Without a limit, bincode allocates what a length prefix says
+/// before it reads a byte, and a corrupt or forged one (2^62 bytes) aborted the process instead
+/// of failing the read (found by kinko-fuzz). A snapshot of the largest configuration is far below.
+pub const DECODE_BYTES_MAX: usize = 1 << 30;
+
+/// [`bincode_config`] with the decoding limit: the same bytes, read with a bound.
+fn decode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::Limit<DECODE_BYTES_MAX>,
+> {
+    bincode_config().with_limit::<DECODE_BYTES_MAX>()
+}
+
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config()).ok()?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, decode_config()).ok()?;
     (used == bytes.len()).then_some(value)
 }
 
@@ -247,6 +262,20 @@ mod tests {
             (r.kind, r.seq, r.ts_ns, r.payload),
             (RecordKind::Command, 7, 99, &b"hello"[..])
         );
+    }
+
+    #[test]
+    fn a_length_prefix_past_the_limit_is_an_error_not_an_allocation() {
+        // A string of 2^62 bytes, then a vector of 2^61 u64s: both aborted the process before
+        // the limit (kinko-fuzz, target journal, a repaired genesis record).
+        let huge = (1u64 << 62).to_le_bytes();
+        assert_eq!(decode::<String>(&huge), None);
+        assert_eq!(decode::<Vec<u64>>(&(1u64 << 61).to_le_bytes()), None);
+        assert_eq!(decode::<Genesis>(&huge), None);
+        // Within the limit, what is there still decodes.
+        let mut out = Vec::new();
+        encode_into(&"kinko".to_string(), &mut out);
+        assert_eq!(decode::<String>(&out).as_deref(), Some("kinko"));
     }
 
     #[test]

@@ -649,12 +649,14 @@ fn units(exchange: &ExchangeConfig, asset: AssetId, text: &str) -> Result<Amount
         return Err(ApiError::reject(engine::RejectReason::AmountNotPositive));
     }
     let decimals = exchange.assets[asset as usize].decimals;
-    let units = Ratio::from_decimal(value, decimals).whole().map_err(|_| {
-        ApiError::new(
-            "invalid_field",
-            format!("amount {text} has more than {decimals} decimals"),
-        )
-    })?;
+    let units = Ratio::from_decimal(value, decimals)
+        .and_then(Ratio::whole)
+        .map_err(|_| {
+            ApiError::new(
+                "invalid_field",
+                format!("amount {text} has more than {decimals} decimals"),
+            )
+        })?;
     Ok(units)
 }
 
@@ -670,7 +672,8 @@ fn hex_bytes<const N: usize>(field: &str, text: &str) -> Result<[u8; N], ApiErro
             format!("field `{field}` must be {N} bytes in hex"),
         )
     };
-    if text.len() != 2 * N || !text.is_ascii() {
+    // Hex digits only: `u8::from_str_radix` also takes a sign ("+f" is 15).
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let mut out = [0u8; N];

@@ -78,6 +78,13 @@ pub struct Field {
     end: u32,
 }
 
+impl Field {
+    /// Where the value lies in the message's bytes (the tag and "=" come just before it).
+    pub fn value_range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
 /// A framed message: its bytes and its fields in order (BeginString, BodyLength, MsgType first,
 /// CheckSum last).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,9 +296,17 @@ fn body_length(
 
 /// Where the CheckSum field starts: at the declared end when it is there, else at the first
 /// "<SOH>10=ddd<SOH>" after the body start (a wrong BodyLength is then reported as such).
+///
+/// Nothing is decided before the bytes up to the declared end have arrived: a body may hold
+/// "<SOH>10=ddd<SOH>" inside a data field (RawData), and a search run on part of a message would
+/// find it and drop a valid message that the whole buffer decodes, so the outcome would depend on
+/// how the peer's bytes were cut into reads (found by kinko-fuzz).
 fn trailer(buffer: &[u8], body_start: usize, body_bytes: usize) -> Option<usize> {
     let declared = body_start + body_bytes;
-    if buffer.len() >= declared + TRAILER_BYTES && is_trailer(&buffer[declared..]) {
+    if buffer.len() < declared + TRAILER_BYTES {
+        return None;
+    }
+    if is_trailer(&buffer[declared..]) {
         return Some(declared);
     }
     let from = body_start.checked_sub(1)?;
@@ -352,11 +367,18 @@ fn split_fields(bytes: &[u8]) -> Result<Message, Garbled> {
             + at;
         let tag = parse_tag(&bytes[at..equals]).ok_or(Garbled::FieldSyntax)?;
         let start = equals + 1;
-        let end = match data_length.take() {
-            Some((data_tag, length)) if data_tag == tag && start + length < bytes.len() => {
-                start + length
-            }
-            _ => {
+        // A data length is the peer's number: `start + length` overflowed for a RawDataLength of
+        // 2^64 - 1, a panic in debug builds; in release it wrapped to an end before the start,
+        // and reading the field sliced backwards, a panic that aborts the server (release builds
+        // abort on panic) from one unauthenticated Logon (found by kinko-fuzz).
+        let data_end = data_length
+            .take()
+            .filter(|(data_tag, _)| *data_tag == tag)
+            .and_then(|(_, length)| start.checked_add(length))
+            .filter(|&end| end < bytes.len());
+        let end = match data_end {
+            Some(end) => end,
+            None => {
                 bytes[start..]
                     .iter()
                     .position(|&b| b == SOH)
@@ -596,7 +618,13 @@ mod tests {
                 ..
             })
         ));
-        let long = soh(&text.replacen("|9=", "|9=1", 1));
+        // A BodyLength too long is known to be wrong once the bytes up to its end are there
+        // (here: the next messages); until then, the message may still be arriving.
+        let mut long = soh(&text.replacen("|9=", "|9=1", 1));
+        assert_eq!(decode(&long), Ok(Step::Incomplete));
+        for _ in 0..3 {
+            long.extend_from_slice(&good);
+        }
         assert!(matches!(
             decode(&long),
             Ok(Step::Garbled {
@@ -686,6 +714,50 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("secret") && !text.contains("abc123"));
+    }
+
+    #[test]
+    fn a_trailer_inside_a_data_field_decodes_the_same_however_the_stream_is_cut() {
+        // RawData(96) holding "<SOH>10=000<SOH>": the decoder once searched for a trailer in the
+        // part received so far, found this one, reported a BodyLength mismatch and dropped the
+        // message, while the whole buffer decoded (kinko-fuzz, target fix, pieces of 57 bytes).
+        let bytes = frame_with_raw(
+            "|35=A|34=1|49=A|52=20240101-00:00:00|56=B|95=8|96=\u{1}10=000\u{1}|98=0|108=30|",
+        );
+        assert_eq!(decode_all(&bytes).len(), 1);
+        for chunk in 1..bytes.len() {
+            let mut decoder = Decoder::default();
+            let mut messages = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                decoder.feed(piece);
+                while let Ok(Some(item)) = decoder.next_frame() {
+                    messages.push(item);
+                }
+            }
+            assert_eq!(messages.len(), 1, "pieces of {chunk}: {messages:?}");
+            let message = messages.remove(0).expect("a message, not a garbled frame");
+            assert_eq!(message.raw(96), Some(&b"\x0110=000\x01"[..]));
+        }
+    }
+
+    #[test]
+    fn a_data_length_past_the_message_is_garbled_not_a_panic() {
+        // The input kinko-fuzz saved (target fix): a Logon whose RawDataLength(95) is 2^64 - 1.
+        let bytes = frame_with_raw(
+            "|35=A|34=7|49=demo-alice|52=20240101-00:00:00.000|56=KINKO|98=0|108=30\
+             |95=18446744073709551615|96=abcd|",
+        );
+        let Ok(Step::Message { message, .. }) = decode(&bytes) else {
+            panic!("a message: the length is ignored, the value ends at its SOH")
+        };
+        assert_eq!(message.raw(96), Some(&b"abcd"[..]));
+        // A length that would wrap to just before the value's start, where an SOH is.
+        for length in [u64::MAX - 1, u64::MAX - 5, u64::MAX / 2] {
+            let bytes = frame_with_raw(&format!("|35=A|34=7|95={length}|96=abcd|"));
+            for field in decode_all(&bytes).iter().flat_map(|m| m.fields()) {
+                assert!(field.value_range().start <= field.value_range().end);
+            }
+        }
     }
 
     #[test]
