@@ -74,6 +74,8 @@ pub fn run_rates(
             let sampled = measure(&runtime, served, rate);
             let _ = runtime.block_on(running.shutdown());
             let _ = std::fs::remove_dir_all(&dir);
+            // The master key of API-key secrets lives beside the data folder, never in it.
+            let _ = std::fs::remove_file(format!("{}.master-key", dir.display()));
             let count = sampled.series.first().map_or(0, |(_, s)| s.len()) as u64;
             for (suffix, samples) in &sampled.series {
                 rows.push(Row {
