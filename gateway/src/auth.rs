@@ -78,7 +78,7 @@ impl LoginError {
         match self {
             LoginError::UnknownKey => "no such API key".into(),
             LoginError::StaleTimestamp => {
-                "timestamp outside the accepted window; check the clock".into()
+                "timestamp outside the accepted window (or before the server started); check the clock and sign again".into()
             }
             LoginError::ReusedNonce => {
                 "nonce must be greater than the last one used with this key".into()
@@ -244,6 +244,10 @@ struct Persistence {
 pub struct Keys {
     inner: Mutex<Inner>,
     window_ms: u64,
+    /// When this process started (ms): nonces are remembered in memory only, so a signature
+    /// made before the start is refused — a request overheard before a restart cannot be played
+    /// again after it, within its window.
+    started_ms: u64,
     security: SecuritySettings,
     persistence: Option<Persistence>,
     pub failures_total: AtomicU64,
@@ -350,6 +354,9 @@ impl Keys {
         Keys {
             inner: Mutex::new(inner),
             window_ms: config.limits.login_window_secs * 1_000,
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             security: config.security.clone(),
             persistence,
             failures_total: AtomicU64::new(0),
@@ -370,6 +377,11 @@ impl Keys {
         self.window_ms
     }
 
+    /// Signatures made before this moment (ms) are refused (see the field).
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
     /// Checks a login at `now_ms` from `peer`; on success the nonce is consumed.
     pub fn login(
         &self,
@@ -380,9 +392,9 @@ impl Keys {
         now_ms: u64,
         peer: IpAddr,
     ) -> Result<Principal, LoginError> {
-        let window_ms = self.window_ms;
+        let (window_ms, started_ms) = (self.window_ms, self.started_ms);
         self.authenticate(key, peer, now_ms, |entry| {
-            if ts_ms.abs_diff(now_ms) > window_ms {
+            if ts_ms.abs_diff(now_ms) > window_ms || ts_ms < started_ms {
                 return Err(LoginError::StaleTimestamp);
             }
             verify(
@@ -936,9 +948,9 @@ impl Keys {
         now_ms: u64,
         peer: IpAddr,
     ) -> Result<Principal, LoginError> {
-        let window_ms = self.window_ms;
+        let (window_ms, started_ms) = (self.window_ms, self.started_ms);
         self.authenticate(key, peer, now_ms, |entry| {
-            if ts_ms.abs_diff(now_ms) > window_ms {
+            if ts_ms.abs_diff(now_ms) > window_ms || ts_ms < started_ms {
                 return Err(LoginError::StaleTimestamp);
             }
             verify(&entry.secret, signed.as_bytes(), sig_hex)?;
@@ -1051,6 +1063,29 @@ mod tests {
             keys.login("nobody", now, 3, &wrong, now, HERE),
             Err(LoginError::UnknownKey)
         );
+    }
+
+    #[test]
+    fn a_signature_made_before_the_server_started_is_refused() {
+        // Nonces live in memory: after a restart, a login overheard just before it would
+        // otherwise be accepted again within its window.
+        let keys = Keys::new(&default_config());
+        let started = keys.started_ms();
+        let before = started - 1_000;
+        let sig = sign("demo-alice-secret", "demo-alice", before, 1);
+        assert_eq!(
+            keys.login("demo-alice", before, 1, &sig, started + 10, HERE),
+            Err(LoginError::StaleTimestamp)
+        );
+        let signed = http_message(before, 2, "GET", "/api/v1/account", "");
+        let sig = sign_message("demo-alice-secret", signed.as_bytes());
+        assert_eq!(
+            keys.check_http("demo-alice", before, 2, &signed, &sig, started + 10, HERE),
+            Err(LoginError::StaleTimestamp)
+        );
+        let now = started + 10;
+        let sig = sign("demo-alice-secret", "demo-alice", now, 3);
+        assert!(keys.login("demo-alice", now, 3, &sig, now, HERE).is_ok());
     }
 
     #[test]

@@ -478,6 +478,9 @@ impl Session {
             .get(tag::SENDING_TIME)
             .and_then(parse_timestamp)
             .filter(|sent| sent.abs_diff(now_ns()) <= window_ns)
+            // Replay checks live in memory: a Logon signed before this process started is
+            // refused, so one overheard before a restart cannot be played after it.
+            .filter(|sent| *sent >= self.shared.keys.started_ms().saturating_mul(1_000_000))
             .ok_or(
                 "Logon refused: SendingTime(52) is outside the signature window; check the clock",
             )?;
