@@ -14,7 +14,7 @@
 use ledger::{AmountUnits, AssetId, Location, Pool};
 use serde::{Deserialize, Serialize};
 
-use crate::custody::OperatorId;
+use crate::custody::{OperatorId, Sig};
 use crate::instrument::HousePolicy;
 use crate::types::{AccountId, InstrumentId};
 
@@ -134,4 +134,12 @@ pub enum OperatorCommand {
     },
     /// Recorded only: the state machine keeps no keys.
     Key(KeyChange),
+    /// One approver's signature for a cold → hot request, with the operator who brought it: the
+    /// signature says which approver, the envelope which operator's key submitted it. Last of
+    /// the variants, so that journals written before it decode as they did.
+    ColdToHotApprove {
+        request_id: u64,
+        approver: [u8; 32],
+        signature: Sig,
+    },
 }

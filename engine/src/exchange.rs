@@ -279,6 +279,15 @@ impl OperatorCommand {
             OperatorCommand::ColdToHotCancel { request_id } => {
                 ExchangeCommand::ColdToHotCancel { request_id }
             }
+            OperatorCommand::ColdToHotApprove {
+                request_id,
+                approver,
+                signature,
+            } => ExchangeCommand::ColdToHotApprove {
+                request_id,
+                approver,
+                signature,
+            },
             OperatorCommand::Key(_) => return None,
         })
     }

@@ -39,6 +39,9 @@ pub struct Principal {
     pub role: Role,
     /// Bits of [`engine::audit::permission`].
     pub permissions: u8,
+    /// How many times the key's secret had been rotated when this principal logged in: a
+    /// session of an older secret is refused (see [`Keys::refusal`]).
+    pub rotations: u32,
 }
 
 impl Principal {
@@ -171,6 +174,8 @@ struct Entry {
     created_ms: u64,
     /// Its sessions were cut when it expired (done once).
     expiry_cut: bool,
+    /// Rotations of its secret since the server started (see [`Principal::rotations`]).
+    rotations: u32,
 }
 
 impl Entry {
@@ -181,6 +186,7 @@ impl Entry {
             account: self.account,
             role: self.role,
             permissions: self.permissions,
+            rotations: self.rotations,
         }
     }
 
@@ -265,8 +271,9 @@ pub struct NewKey {
     pub expires_ms: Option<u64>,
 }
 
-/// A key change made but not yet journaled: [`Keys::commit`] applies it once it is.
-#[derive(Clone, Debug)]
+/// A key change made but not yet journaled: [`Keys::commit`] applies it once it is. Its
+/// `Debug` leaves the secret out: a change may end up in a log line.
+#[derive(Clone)]
 pub struct Pending {
     pub name: String,
     pub change: KeyChange,
@@ -274,6 +281,16 @@ pub struct Pending {
     pub secret: Option<String>,
     stored: Option<StoredKey>,
     sealed: Option<String>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("name", &self.name)
+            .field("change", &self.change)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keys {
@@ -560,6 +577,32 @@ impl Keys {
             .is_some_and(|e| e.status(now_ms) == "active")
     }
 
+    /// Whether `secret` is the secret in force for `key` (compared in constant time): false once
+    /// the key was rotated or revoked.
+    pub fn secret_in_force(&self, key: &str, secret: &str) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .keys
+            .get(key)
+            .is_some_and(|e| !e.revoked && secrets_equal(&e.secret, secret))
+    }
+
+    /// Why a session logged in as `principal` may no longer act, checked on every request: the
+    /// key was revoked, expired or rotated since the login. The hub closes such sessions too,
+    /// but a request already on its way must not slip in before the close arrives.
+    pub fn refusal(&self, principal: &Principal, now_ms: u64) -> Option<&'static str> {
+        let inner = self.inner.lock();
+        let Some(entry) = inner.keys.get(&principal.key) else {
+            return Some("key_revoked");
+        };
+        match entry.status(now_ms) {
+            "revoked" => Some("key_revoked"),
+            "expired" => Some("key_expired"),
+            _ if entry.rotations != principal.rotations => Some("key_rotated"),
+            _ => None,
+        }
+    }
+
     /// Keys that expired since the last call: their open sessions are to be closed.
     pub fn newly_expired(&self, now_ms: u64) -> Vec<String> {
         let mut inner = self.inner.lock();
@@ -726,6 +769,7 @@ impl Keys {
                 };
                 entry.secret = secret;
                 entry.nonce_last = None;
+                entry.rotations += 1;
                 match entry.origin {
                     Origin::Config => {
                         if let Some(state) = inner.store.config.get_mut(name) {
@@ -840,6 +884,7 @@ fn config_entry(config: &ServeConfig, key: &KeyConfig, id: KeyId, secret: String
         origin: Origin::Config,
         created_ms: 0,
         expiry_cut: false,
+        rotations: 0,
     }
 }
 
@@ -864,6 +909,7 @@ fn stored_entry(stored: &StoredKey, secret: String) -> Result<Entry, String> {
         origin: Origin::Created,
         created_ms: stored.created_ms,
         expiry_cut: false,
+        rotations: 0,
     })
 }
 
@@ -1102,6 +1148,55 @@ mod tests {
         ] {
             assert!(!secrets_equal("demo-bob-secret", other), "{other}");
         }
+    }
+
+    /// The test above shows that `secrets_equal` answers right; this one that nothing compares a
+    /// secret any other way. A source check: `==` or `!=` on a line that names a secret, a
+    /// password, a signature, a MAC or a digest, in any file of the gateway that handles them,
+    /// fails it (a length compared is no secret, and the file-system error kind no credential).
+    #[test]
+    fn no_secret_is_compared_with_an_ordinary_equality() {
+        let sources = [
+            ("auth.rs", include_str!("auth.rs")),
+            ("keystore.rs", include_str!("keystore.rs")),
+            ("config.rs", include_str!("config.rs")),
+            ("session.rs", include_str!("session.rs")),
+            ("server.rs", include_str!("server.rs")),
+            ("operator.rs", include_str!("operator.rs")),
+            ("admin.rs", include_str!("admin.rs")),
+            ("fix/session.rs", include_str!("fix/session.rs")),
+            ("fix/acceptor.rs", include_str!("fix/acceptor.rs")),
+        ];
+        let words = [
+            "secret",
+            "password",
+            "signature",
+            "sig",
+            "mac",
+            "digest",
+            "sealed",
+        ];
+        let mut found = Vec::new();
+        for (file, text) in sources {
+            // The tests of a file compare known values on purpose.
+            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+            for (number, line) in code.lines().enumerate() {
+                let line = line.split("//").next().unwrap_or("").to_lowercase();
+                let compares = line.contains("==") || line.contains("!=");
+                let benign = line.contains(".len()") || line.contains("errorkind");
+                let names_one = words.iter().any(|w| {
+                    line.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .any(|token| token.split('_').any(|part| part == *w))
+                });
+                if compares && names_one && !benign {
+                    found.push(format!("{file}:{}: {}", number + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "secrets compared with == or !=: {found:#?}"
+        );
     }
 
     #[test]

@@ -479,6 +479,15 @@ impl ServeConfig {
     }
 }
 
+impl KeyConfig {
+    /// Whether the secret is one of the embedded configuration's published demo secrets
+    /// (`demo-NAME` / `demo-NAME-secret`): those, and only those, the start banner shows.
+    pub fn is_demo(&self) -> bool {
+        let published = format!("{}-secret", self.key);
+        self.key.starts_with("demo-") && crate::auth::secrets_equal(&self.secret, &published)
+    }
+}
+
 /// The embedded default: three funded demo customers, one house account, an operator and an
 /// auditor, on 127.0.0.1:8080 (HTTPS/WebSocket) and 127.0.0.1:9878 (FIX), both over TLS with a
 /// certificate generated at first start, data in ./data.

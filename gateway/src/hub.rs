@@ -37,6 +37,9 @@ pub enum Outgoing {
         seq: u64,
         ts_ns: u64,
         events: Vec<ExchangeEvent>,
+        /// For a key change: what the hub made of its journal record (the fields of the reply,
+        /// the new secret among them), already applied to the key store.
+        key: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     },
     /// An order event of the session's account, raw, for sessions that speak another wire format
     /// than JSON (FIX). `fee` is `(maker units, taker units, quote decimals)` for a fill.
@@ -129,6 +132,10 @@ pub struct Shared {
     pub chain: Mutex<crate::custody::chain::SimulatedChain>,
     /// Operators' custody moves (sweeps to cold, top-ups), waiting for the custody driver.
     pub orders: Mutex<Vec<crate::custody::DriverOrder>>,
+    /// Key changes submitted to the engine, waiting for their journal record (token → change).
+    /// The hub applies each when its record is published, whether or not the operator's session
+    /// is still there to hear of it: the journal and the key store must never disagree.
+    pub key_changes: Mutex<HashMap<u64, crate::auth::Pending>>,
 }
 
 impl Shared {
@@ -195,6 +202,7 @@ impl Shared {
             account_buckets: Mutex::new(HashMap::new()),
             chain: Mutex::new(simulated_chain(start)),
             orders: Mutex::new(Vec::new()),
+            key_changes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -283,7 +291,33 @@ pub fn run(shared: Arc<Shared>, outbound: Receiver<Published>) {
     }
 }
 
+/// Applies the key changes this batch journaled, before the acknowledgements go out (and before
+/// the hub's lock is taken: a rotation closes sessions, which takes it).
+fn key_changes_journaled(shared: &Shared, batch: &Published) -> HashMap<u64, KeyOutcome> {
+    let mut outcomes = HashMap::new();
+    let mut pending = shared.key_changes.lock();
+    if pending.is_empty() {
+        return outcomes;
+    }
+    for ack in &batch.acks {
+        if let Some(change) = pending.remove(&ack.token) {
+            let outcome =
+                crate::operator::key_change_journaled(shared, &change, batch.events_of(ack));
+            outcomes.insert(ack.token, Box::new(outcome));
+        }
+    }
+    outcomes
+}
+
+type KeyOutcome = Box<serde_json::Map<String, serde_json::Value>>;
+
 fn publish(shared: &Shared, batch: &Published) {
+    let mut key_outcomes = key_changes_journaled(shared, batch);
+    let rotated: Vec<String> = key_outcomes
+        .values()
+        .filter(|fields| fields.get("type").and_then(|t| t.as_str()) == Some("key_rotated"))
+        .filter_map(|fields| Some(fields.get("key")?.as_str()?.to_string()))
+        .collect();
     let mut slow = Vec::new();
     let mut inner = shared.inner.lock();
     if let Some(ack) = batch.acks.last() {
@@ -299,6 +333,7 @@ fn publish(shared: &Shared, batch: &Published) {
                 seq: ack.seq,
                 ts_ns: ack.ts_ns,
                 events: events.to_vec(),
+                key: key_outcomes.remove(&ack.token),
             };
             deliver(entry, message, &mut slow);
         }
@@ -323,6 +358,10 @@ fn publish(shared: &Shared, batch: &Published) {
     }
     drop(inner);
     close_slow(shared, slow);
+    for key in rotated {
+        let closed = close_sessions_of_key(shared, &key, "key_rotated");
+        tracing::warn!("key {key} rotated; {closed} open session(s) closed");
+    }
 }
 
 fn limit_price(kind: OrderKind) -> Option<PriceTicks> {

@@ -297,43 +297,47 @@ fn account_of(shared: &Shared, account: &Value) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::new("invalid_field", format!("no account {account}")))
 }
 
-/// The journal holds a key change: apply it, and say what it made in the acknowledgement (a new
-/// secret, shown this once). A rotation closes the key's open sessions, like a revocation.
+/// The journal holds a key change: apply it, and say what it made in the fields of the
+/// acknowledgement (a new secret, shown this once). Called by the hub for every journaled key
+/// change, so that a change is applied even when the operator's session closed before its
+/// acknowledgement came back. The hub then closes a rotated key's open sessions, like a
+/// revocation's, once the acknowledgement is on its way (an operator may rotate its own key).
 pub fn key_change_journaled(
     shared: &Shared,
     pending: &Pending,
     events: &[ExchangeEvent],
-    reply: &mut Value,
-) {
+) -> serde_json::Map<String, Value> {
+    let mut reply = serde_json::Map::new();
     if !events
         .iter()
         .any(|e| matches!(e, ExchangeEvent::KeyChanged { .. }))
     {
-        return;
+        return reply;
     }
     if let Err(e) = shared.keys.commit(pending, now_ms()) {
         tracing::error!("key {}: {e}", pending.name);
-        reply["type"] = json!("error");
-        reply["code"] = json!("key_store_failed");
-        reply["message"] = json!(e);
-        return;
+        reply.insert("type".into(), json!("error"));
+        reply.insert("code".into(), json!("key_store_failed"));
+        reply.insert("message".into(), json!(e));
+        return reply;
     }
     let kind = match pending.change {
         KeyChange::Created { .. } => "key_created",
-        KeyChange::Rotated { .. } => {
-            close_sessions_of_key(shared, &pending.name, "key_rotated");
-            "key_rotated"
-        }
+        KeyChange::Rotated { .. } => "key_rotated",
         KeyChange::Revoked { .. } => "key_revoked",
         KeyChange::Registered { .. } => "key_registered",
     };
-    reply["type"] = json!(kind);
-    reply["key"] = json!(pending.name);
+    reply.insert("type".into(), json!(kind));
+    reply.insert("key".into(), json!(pending.name));
     if let Some(secret) = &pending.secret {
-        reply["secret"] = json!(secret);
+        reply.insert("secret".into(), json!(secret));
     }
     if let Some(principal) = shared.keys.principal(&pending.name) {
-        reply["id"] = json!(principal.id);
-        reply["permissions"] = json!(Permission::names(principal.permissions));
+        reply.insert("id".into(), json!(principal.id));
+        reply.insert(
+            "permissions".into(),
+            json!(Permission::names(principal.permissions)),
+        );
     }
+    reply
 }

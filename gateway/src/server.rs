@@ -701,6 +701,30 @@ async fn sim_drain(State(shared): State<Arc<Shared>>, Json(body): Json<SimDrain>
 
 /// What `kinko serve` prints once it is up: the addresses, how to trust the certificate (or the
 /// plaintext warning), and the API keys.
+/// The configuration's keys as the banner lists them. A secret is shown only when it is one of
+/// the embedded configuration's published demo secrets and still in force: a secret of a real
+/// configuration file stays in that file (standard output often ends up in a log), and a
+/// rotated or revoked one would mislead.
+fn key_lines(config: &ServeConfig, keys: &crate::auth::Keys) -> Vec<String> {
+    config
+        .keys
+        .iter()
+        .map(|key| {
+            let secret = if !keys.secret_in_force(&key.key, &key.secret) {
+                "(rotated or revoked)"
+            } else if key.is_demo() {
+                key.secret.as_str()
+            } else {
+                "(in the configuration file)"
+            };
+            format!(
+                "  {:<16} secret {:<26} account {:<8} role {:?}",
+                key.key, secret, key.account, key.role
+            )
+        })
+        .collect()
+}
+
 pub fn banner(config: &ServeConfig, running: &Running) -> String {
     let (http, fix) = (running.http, running.fix);
     let mut out = String::new();
@@ -763,11 +787,8 @@ pub fn banner(config: &ServeConfig, running: &Running) -> String {
     }
     line(String::new());
     line("API keys (login: sig = hex(HMAC-SHA256(secret, key + ts_ms + nonce))):".into());
-    for key in &config.keys {
-        line(format!(
-            "  {:<16} secret {:<26} account {:<8} role {:?}",
-            key.key, key.secret, key.account, key.role
-        ));
+    for key_line in key_lines(config, &running.shared.keys) {
+        line(key_line);
     }
     line(format!(
         "More keys, with permissions (read, trade, withdraw), an IP allowlist and an expiry: \
@@ -797,4 +818,28 @@ pub fn banner(config: &ServeConfig, running: &Running) -> String {
     line("and play the thief with /sim/drain (docs/API.md). Operators: kinko admin --help.".into());
     line("Stop with Ctrl-C: a snapshot is written on the way out.".into());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_shows_demo_secrets_only() {
+        let mut config = crate::config::default_config();
+        let mut real = config.keys[0].clone();
+        real.key = "desk-1".into();
+        real.secret = "a-real-secret-of-the-operator".into();
+        config.keys.push(real);
+        let keys = crate::auth::Keys::new(&config);
+        let lines = key_lines(&config, &keys).join("\n");
+        assert!(lines.contains("demo-alice-secret"), "{lines}");
+        assert!(lines.contains("desk-1"), "{lines}");
+        assert!(!lines.contains("a-real-secret-of-the-operator"), "{lines}");
+        assert!(lines.contains("(in the configuration file)"), "{lines}");
+        keys.revoke("demo-alice").expect("revoke");
+        let lines = key_lines(&config, &keys).join("\n");
+        assert!(!lines.contains("demo-alice-secret"), "{lines}");
+        assert!(lines.contains("(rotated or revoked)"), "{lines}");
+    }
 }

@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::auth::{Pending, Principal};
+use crate::auth::Principal;
 use crate::config::{Permission, Role};
 use crate::hub::{Outgoing, SessionEntry, Shared, Wire};
 use crate::protocol::{self, ApiError, Request};
@@ -76,8 +76,6 @@ struct Session {
     violations: u32,
     /// The dead-man's switch: when it expires, every open order of the account is cancelled.
     cancel_all_at: Option<tokio::time::Instant>,
-    /// Key changes of this operator's, waiting for their journal record (token → change).
-    pending_keys: HashMap<u64, Pending>,
 }
 
 enum Flow {
@@ -114,7 +112,6 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
         bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
         violations: 0,
         cancel_all_at: None,
-        pending_keys: HashMap::new(),
     };
     let (mut sink, mut stream) = socket.split();
     let idle = Duration::from_secs(limits.idle_timeout_secs);
@@ -149,7 +146,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
             outgoing = rx.recv() => {
                 let reply = match outgoing {
                     Some(Outgoing::Text(text)) => Message::Text(Utf8Bytes::from(text.as_ref())),
-                    Some(Outgoing::Ack { token, seq, events, .. }) => Message::Text(session.on_ack(token, seq, &events).to_string().into()),
+                    Some(Outgoing::Ack { token, seq, events, key, .. }) => Message::Text(session.on_ack(token, seq, &events, key).to_string().into()),
                     Some(Outgoing::Close(reason)) => break Some((1008, reason)),
                     Some(Outgoing::Event { .. }) => continue,
                     None => break None,
@@ -240,7 +237,6 @@ pub async fn one_shot(
         bucket: TokenBucket::new(limits.connection_rate_per_sec, limits.connection_burst),
         violations: 0,
         cancel_all_at: None,
-        pending_keys: HashMap::new(),
     };
     let (mut replies, _) = session.handle(&request.to_string());
     let reply = if replies.is_empty() {
@@ -248,8 +244,12 @@ pub async fn one_shot(
             loop {
                 match rx.recv().await {
                     Some(Outgoing::Ack {
-                        token, seq, events, ..
-                    }) => break session.on_ack(token, seq, &events),
+                        token,
+                        seq,
+                        events,
+                        key,
+                        ..
+                    }) => break session.on_ack(token, seq, &events, key),
                     Some(Outgoing::Close(reason)) => {
                         break ApiError::new(reason, close_message(reason)).json()
                     }
@@ -356,6 +356,15 @@ impl Session {
             return (vec![error], Flow::Continue);
         }
         self.violations = 0;
+        if let Some(principal) = &self.principal {
+            if let Some(reason) = self
+                .shared
+                .keys
+                .refusal(principal, crate::operator::now_ms())
+            {
+                return (Vec::new(), Flow::Close(1008, reason));
+            }
+        }
         let replies = match protocol::parse(text).and_then(|request| self.request(request)) {
             Ok(replies) => replies,
             Err(error) => vec![error.json()],
@@ -533,10 +542,15 @@ impl Session {
                     crate::operator::Action::Reply(reply) => Ok(vec![reply]),
                     crate::operator::Action::Submit(command) => self.submit(req_id, command),
                     crate::operator::Action::SubmitKey(command, pending) => {
+                        // Handed to the hub before the engine can journal it: the hub applies
+                        // it when the record is published.
                         let token = self.token_peek();
-                        let replies = self.submit(req_id, command)?;
-                        self.pending_keys.insert(token, *pending);
-                        Ok(replies)
+                        self.shared.key_changes.lock().insert(token, *pending);
+                        let submitted = self.submit_patiently(req_id, command);
+                        if submitted.is_err() {
+                            self.shared.key_changes.lock().remove(&token);
+                        }
+                        submitted
                     }
                 }
             }
@@ -739,8 +753,35 @@ impl Session {
         Ok(Vec::new())
     }
 
-    /// The reply to one of this session's commands, once it is journaled.
-    fn on_ack(&mut self, token: u64, seq: u64, events: &[ExchangeEvent]) -> Value {
+    /// [`Session::submit`] for an operator's key change, which must reach the journal: a
+    /// revocation is already in force, and the audit trail must hold it. A full queue is tried
+    /// again for up to a second (the engine drains thousands of commands in that time) before
+    /// `busy` is answered. Blocking this task that long is acceptable for a rare operator
+    /// action under overload, and only then.
+    fn submit_patiently(
+        &mut self,
+        req_id: Option<u64>,
+        command: ExchangeCommand,
+    ) -> Result<Vec<Value>, ApiError> {
+        const TRIES_MAX: u32 = 1_000;
+        for _ in 1..TRIES_MAX {
+            match self.submit(req_id, command) {
+                Err(e) if e.code == "busy" => std::thread::sleep(Duration::from_millis(1)),
+                done => return done,
+            }
+        }
+        self.submit(req_id, command)
+    }
+
+    /// The reply to one of this session's commands, once it is journaled; `key` is what the hub
+    /// made of a key change.
+    fn on_ack(
+        &mut self,
+        token: u64,
+        seq: u64,
+        events: &[ExchangeEvent],
+        key: Option<Box<serde_json::Map<String, Value>>>,
+    ) -> Value {
         let (req_id, started) = self
             .pending
             .remove(&token)
@@ -750,8 +791,8 @@ impl Session {
             .latency(started.elapsed().as_micros() as u64);
         let mut reply = ack_json(&self.shared.exchange, req_id, seq, events);
         reply["rate_remaining"] = json!(self.rate_remaining());
-        if let Some(pending) = self.pending_keys.remove(&token) {
-            crate::operator::key_change_journaled(&self.shared, &pending, events, &mut reply);
+        for (field, value) in key.into_iter().flat_map(|fields| *fields) {
+            reply[field] = value;
         }
         reply
     }

@@ -213,6 +213,19 @@ async fn operator_actions_from_the_command_line() {
         listed.contains("bob-bot") && !listed.contains(&secret),
         "{listed}"
     );
+    let out = admin(&["keys", "rotate", "bob-bot"]).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["type"], "key_rotated", "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("the new secret, once");
+    assert_eq!(new_secret.len(), secret.len());
+    assert_ne!(new_secret, secret);
+    let out = admin(&["keys", "list"]).await.unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(new_secret));
     let out = admin(&["keys", "revoke", "bob-bot"]).await.unwrap();
     let revoked: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(revoked["type"], "key_revoked");

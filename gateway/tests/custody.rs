@@ -285,6 +285,44 @@ async fn coincheck_a_drained_xem_hot_wallet_halts_withdrawals_and_is_made_good()
         vec!["XEM customer pool: uncovered".to_string()]
     );
     assert_eq!(at_incident.incidents.len(), 1);
+    // The audit trail from the journal alone: the top-up, both approvals (each with the operator
+    // who brought it and the approver who signed), and the move that followed them.
+    let trail = replay::reports::actions::actions(&read).unwrap();
+    let custody_rows: Vec<(&str, &str, &str)> = trail
+        .actions
+        .iter()
+        .filter(|a| a.seq >= top_up_seq)
+        .map(|a| (a.actor.as_str(), a.action, a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        custody_rows,
+        [
+            ("demo-operator", "top_up", "applied"),
+            ("demo-operator", "cold_to_hot_request", "applied"),
+            ("demo-operator", "cold_to_hot_approve", "applied"),
+            ("demo-operator", "cold_to_hot_approve", "applied"),
+            ("system", "cold_to_hot_complete", "applied"),
+            ("demo-operator", "set_asset_halts", "applied"),
+        ]
+    );
+    let approvals: Vec<&str> = trail
+        .actions
+        .iter()
+        .filter(|a| a.action == "cold_to_hot_approve")
+        .map(|a| a.detail.as_str())
+        .collect();
+    for (detail, approver) in approvals.iter().zip([0, 2]) {
+        let key =
+            ed25519_dalek::SigningKey::from_bytes(&engine::defaults::demo_approver_seed(approver));
+        let hex16: String = key.verifying_key().to_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            *detail,
+            format!("request {request_id}, signed by approver {hex16}…")
+        );
+    }
     // After the top-up: customers covered again; the house holds the claim.
     let after = segregation(&read, Some(Point::Seq(top_up_seq))).unwrap();
     let row = |pool: &str| {

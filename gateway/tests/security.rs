@@ -169,6 +169,13 @@ async fn each_permission_is_enforced_on_the_websocket_http_and_fix() {
         ws.request(withdraw.clone()).await["code"],
         "permission_denied"
     );
+    let remove =
+        json!({"type": "remove_withdrawal_address", "asset": "BTC", "address": "bc1-attacker"});
+    assert_eq!(
+        ws.request(remove).await["code"],
+        "permission_denied",
+        "nor take an address off it"
+    );
     let (mut ws, _) = login(addr, &payer, &payer_secret).await;
     assert_eq!(ws.request(buy()).await["code"], "permission_denied");
     assert_eq!(ws.request(address).await["type"], "ack");
@@ -221,7 +228,7 @@ async fn each_permission_is_enforced_on_the_websocket_http_and_fix() {
         "/api/v1/withdrawals",
         &trader,
         &trader_secret,
-        Some(withdraw),
+        Some(withdraw.clone()),
     )
     .await;
     assert_eq!(
@@ -240,6 +247,46 @@ async fn each_permission_is_enforced_on_the_websocket_http_and_fix() {
     assert_eq!(
         (status, body["code"].as_str()),
         (401, Some("bad_signature"))
+    );
+
+    // The withdrawal key passes the permission check over HTTP; the address it just added
+    // still waits out its cooldown.
+    let mut withdrawal = withdraw.clone();
+    withdrawal["amount"] = json!("0.001");
+    let (status, body) = private(
+        addr,
+        "POST",
+        "/api/v1/withdrawals",
+        &payer,
+        &payer_secret,
+        Some(withdrawal),
+    )
+    .await;
+    assert_ne!(status, 403, "{body}");
+    assert_eq!(body["code"], "address_cooling_down", "{body}");
+
+    // Without `read`: no private reads on any channel.
+    let (blind, blind_secret) = create_key(&mut op, json!({"permissions": ["trade"]})).await;
+    let (mut ws, reply) = login(addr, &blind, &blind_secret).await;
+    assert_eq!(reply["permissions"], json!(["trade"]), "{reply}");
+    let refused = ws.request(json!({"type": "open_orders"})).await;
+    assert_eq!(refused["code"], "permission_denied", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("`read`"));
+    let (status, body) = private(addr, "GET", "/api/v1/account", &blind, &blind_secret, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+    let (mut fix, logon) = fix_logon(server.fix, &blind, &blind_secret).await;
+    assert_eq!(logon.expect("a Logon answer").msg_type(), "A");
+    fix.send("H", &[(37, "1"), (11, "21"), (55, "BTC/JPY"), (54, "1")])
+        .await;
+    let reject = fix.until_type("j").await;
+    assert_fields(&reject, &[(380, "6"), (372, "H")]);
+    assert!(
+        reject.get(58).unwrap().contains("`read`"),
+        "{}",
+        reject.text()
     );
 
     // FIX: a read-only key logs on and may ask for status, not trade.
@@ -305,6 +352,79 @@ async fn revoking_or_rotating_a_key_closes_its_open_sessions_at_once() {
     assert_eq!(login(addr, &key, &secret).await.1["code"], "bad_signature");
     assert_eq!(login(addr, &key, &new_secret).await.1["type"], "logged_in");
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_and_expiry_log_out_an_open_fix_session_too() {
+    let dir = TempDir::new("fixcut");
+    let (server, addr) = start(config(dir.path())).await;
+    let mut op = operator(addr).await;
+    let (key, secret) = create_key(&mut op, json!({})).await;
+    let (mut fix, logon) = fix_logon(server.fix, &key, &secret).await;
+    assert_eq!(logon.unwrap().msg_type(), "A");
+    let rotated = key_request(&mut op, json!({"type": "rotate_key", "key": key})).await;
+    assert_eq!(rotated["type"], "key_rotated", "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    let logout = fix.until_type("5").await;
+    assert_eq!(logout.get(58), Some("key_rotated"));
+    let (_, refused) = fix_logon(server.fix, &key, &secret).await;
+    assert_eq!(refused.expect("a Logout").msg_type(), "5", "the old secret");
+    let (mut fix, logon) = fix_logon(server.fix, &key, &new_secret).await;
+    assert_eq!(logon.unwrap().msg_type(), "A", "the new secret");
+    fix.send("D", &limit("41", "1", "0.001", "14000000")).await;
+    report(&mut fix, "41", "0").await;
+
+    let expires = now_ms() + 1_500;
+    let (key, secret) = create_key(&mut op, json!({"expires_at": expires.to_string()})).await;
+    let (mut fix, logon) = fix_logon(server.fix, &key, &secret).await;
+    assert_eq!(logon.unwrap().msg_type(), "A");
+    let logout = fix.until_type("5").await;
+    assert_eq!(logout.get(58), Some("key_expired"));
+    assert!(now_ms() >= expires);
+    let (_, refused) = fix_logon(server.fix, &key, &secret).await;
+    let refused = refused.expect("a Logout");
+    assert!(
+        refused.get(58).unwrap().contains("expired"),
+        "{}",
+        refused.text()
+    );
+    let (status, body) = private(addr, "GET", "/api/v1/account", &key, &secret, None).await;
+    assert_eq!(body["code"], "key_expired", "{status} {body}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_takes_effect_even_if_the_operator_leaves_before_its_answer() {
+    let dir = TempDir::new("leave");
+    let (server, addr) = start(config(dir.path())).await;
+    let mut op = operator(addr).await;
+    let (key, secret) = create_key(&mut op, json!({})).await;
+    let (mut ws, reply) = login(addr, &key, &secret).await;
+    assert_eq!(reply["type"], "logged_in");
+    // The operator asks for a rotation and is gone before the journal answers.
+    let mut leaving = operator(addr).await;
+    leaving
+        .send(json!({"type": "rotate_key", "key": key}))
+        .await;
+    drop(leaving);
+    assert_eq!(
+        ws.close_code().await,
+        Some(1008),
+        "the key's session is closed"
+    );
+    assert!(
+        ws.seen.iter().any(|m| m["code"] == "key_rotated"),
+        "{:?}",
+        ws.seen
+    );
+    assert_eq!(login(addr, &key, &secret).await.1["code"], "bad_signature");
+    server.shutdown().await.unwrap();
+    let read = replay::open_journal(dir.path()).unwrap();
+    let report = replay::reports::actions::actions(&read).unwrap();
+    assert!(report
+        .actions
+        .iter()
+        .any(|a| a.action == "key_rotated" && a.actor == "demo-operator"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,6 +589,25 @@ async fn repeated_failures_are_throttled_and_operators_see_the_alert() {
     // A trader key may not read it (its session was open before the failures began).
     let trader = key_request(&mut trader_ws, json!({"type": "security_status"})).await;
     assert_eq!(trader["code"], "forbidden");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_key_names_over_fix_is_throttled_like_any_failed_login() {
+    let dir = TempDir::new("fixguess");
+    let mut config = config(dir.path());
+    config.security.auth_failures_max = 2;
+    let (server, addr) = start(config).await;
+    let mut op = operator(addr).await;
+    for guess in ["desk-1", "desk-2"] {
+        // An unknown SenderCompID gets no answer at all, as from a QuickFIX acceptor.
+        let (_, answer) = fix_logon(server.fix, guess, "whatever").await;
+        assert!(answer.is_none(), "{:?}", answer.map(|m| m.text()));
+    }
+    let (_, reply) = login(addr, "demo-alice", "demo-alice-secret").await;
+    assert_eq!(reply["code"], "too_many_failures", "{reply}");
+    let status = key_request(&mut op, json!({"type": "security_status"})).await;
+    assert_eq!(status["failures_total"], 2, "{status}");
     server.shutdown().await.unwrap();
 }
 

@@ -218,3 +218,73 @@ fn usage_errors_exit_2() {
     let out = replay(&["balances", path(empty.path()), "--at", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn actions_lists_the_operators_acts_with_their_names_from_the_journal() {
+    use engine::audit::{KeyChange, KeyGrant, KeyLabel, KeyRole, OperatorCommand};
+    use engine::ExchangeCommand;
+    let dir = TempDir::new("cli-actions");
+    let mut exchange = Exchange::start(dir.path(), &config(), "2026-01-26T00:00:00Z");
+    let grant = KeyGrant {
+        account: 0,
+        role: KeyRole::Operator,
+        permissions: engine::audit::permission::READ,
+        expires_ms: 0,
+        ip_rules: 0,
+    };
+    let operator = 7;
+    let key = |change| ExchangeCommand::Operator {
+        operator,
+        command: OperatorCommand::Key(change),
+    };
+    exchange.run(create(ledger::Pool::Customer));
+    exchange.run(key(KeyChange::Registered {
+        key: operator,
+        label: KeyLabel::new("desk-operator").unwrap(),
+        grant,
+    }));
+    exchange
+        .at("2026-01-26T12:09:00Z")
+        .run(ExchangeCommand::Operator {
+            operator,
+            command: OperatorCommand::HaltInstrument {
+                instrument: XEM_JPY,
+            },
+        });
+    exchange.run(key(KeyChange::Revoked { key: operator }));
+    exchange.shutdown();
+
+    let table = replay(&["actions", path(dir.path())]);
+    assert_eq!(
+        table.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = stdout(&table);
+    assert!(text.contains("Operator actions (audit trail)"), "{text}");
+    let json = replay(&["actions", path(dir.path()), "--json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let rows: Vec<(String, String, String)> = value["actions"]
+        .as_array()
+        .expect("a list of actions")
+        .iter()
+        .map(|a| {
+            let field = |name: &str| a[name].as_str().unwrap_or_default().to_string();
+            (field("actor"), field("action"), field("time"))
+        })
+        .collect();
+    let rows: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("desk-operator", "key_registered", "2026-01-26T00:00:00Z"),
+            ("desk-operator", "halt_instrument", "2026-01-26T12:09:00Z"),
+            ("desk-operator", "key_revoked", "2026-01-26T12:09:00Z"),
+        ]
+    );
+}

@@ -801,14 +801,19 @@ pub fn handle(
             })
         }
         CustodyRequest::ApproveColdToHot(m) => {
-            operator()?;
+            let operator = operator()?;
             let request_id: u64 = m.request_id.parse().map_err(|_| {
                 ApiError::new("invalid_field", "field `request_id` must be a request id")
             })?;
-            Action::Submit(ExchangeCommand::ColdToHotApprove {
-                request_id,
-                approver: hex_bytes::<32>("approver", &m.approver)?,
-                signature: Sig::from_bytes(&hex_bytes::<64>("signature", &m.signature)?),
+            // The signature names the approver; the envelope names the operator's key that
+            // brought it, so that the audit trail says both.
+            Action::Submit(ExchangeCommand::Operator {
+                operator,
+                command: engine::audit::OperatorCommand::ColdToHotApprove {
+                    request_id,
+                    approver: hex_bytes::<32>("approver", &m.approver)?,
+                    signature: Sig::from_bytes(&hex_bytes::<64>("signature", &m.signature)?),
+                },
             })
         }
         CustodyRequest::SweepToCold(m) => {

@@ -258,6 +258,13 @@ async fn connection(
         return;
     };
     if registry.shared.keys.principal(&comp_id).is_none() {
+        // Dropped without a word, as QuickFIX acceptors do, but counted as a failed login of
+        // this address: guessing key names over FIX is throttled like guessing over WebSocket.
+        let now_ms = crate::operator::now_ms();
+        let _ = registry
+            .shared
+            .keys
+            .check_password(&comp_id, "", now_ms, peer.ip());
         tracing::info!("fix {peer}: unknown SenderCompID {comp_id:?}; dropped");
         return;
     }

@@ -430,7 +430,11 @@ impl Session {
                 now_ms,
                 peer_ip,
             ) {
-                Ok(p) if p.key == self.principal.key => Ok(()),
+                Ok(p) if p.key == self.principal.key => {
+                    // The key as it stands now (a rotation since the last Logon among others).
+                    self.principal = p;
+                    Ok(())
+                }
                 Ok(_) => Err(wrong),
                 Err(error) => Err(refused(error).unwrap_or(wrong)),
             };
@@ -462,7 +466,7 @@ impl Session {
             .keys
             .check_signature(peer, prehash.as_bytes(), sig, now_ms, peer_ip)
         {
-            Ok(p) if p.key == self.principal.key => {}
+            Ok(p) if p.key == self.principal.key => self.principal = p,
             Ok(_) => return Err(wrong),
             Err(error) => return Err(refused(error).unwrap_or(wrong)),
         }
@@ -760,6 +764,14 @@ impl Session {
         if !self.verify(message, true, true) {
             return;
         }
+        // Revoked, expired or rotated since the Logon: the hub closes such sessions, but a
+        // message already on its way must not act in the meantime.
+        let now_ms = crate::operator::now_ms();
+        if let Some(reason) = self.shared.keys.refusal(&self.principal, now_ms) {
+            tracing::warn!("fix {}: {reason}; logging out", self.peer());
+            self.incr_target();
+            return self.shutdown(reason);
+        }
         let msg_type = message.msg_type();
         if msg_type != "H" && self.principal.role != Role::Trader {
             let text =
@@ -864,6 +876,7 @@ impl Session {
                 seq,
                 ts_ns,
                 events,
+                ..
             } => self.on_ack(token, seq, ts_ns, &events),
             // Reported from the acknowledgement just before.
             Outgoing::Event { seq, .. } if self.reported_seq == Some(seq) => Vec::new(),
@@ -935,8 +948,17 @@ impl Session {
         self.close();
     }
 
-    /// Timers: logon and logout timeouts, heartbeats, test requests, the heartbeat timeout.
+    /// Timers: logon and logout timeouts, heartbeats, test requests, the heartbeat timeout; and
+    /// the key's standing, so that a session whose key was revoked, rotated or expired is logged
+    /// out within a tick even when the hub could not reach it (its queue full).
     pub fn tick(&mut self, now: Instant) {
+        if self.logged_on() {
+            let now_ms = crate::operator::now_ms();
+            if let Some(reason) = self.shared.keys.refusal(&self.principal, now_ms) {
+                tracing::warn!("fix {}: {reason}; logging out", self.peer());
+                return self.shutdown(reason);
+            }
+        }
         let logon_timeout = Duration::from_secs(self.settings.logon_timeout_secs);
         let logout_timeout = Duration::from_secs(self.settings.logout_timeout_secs);
         let Some(connection) = self.connection.as_mut() else {

@@ -88,6 +88,12 @@ fn operator(names: &BTreeMap<KeyId, String>, id: KeyId) -> Actor {
     (name, Some(id))
 }
 
+/// An approver by the first 16 hex digits of its ed25519 public key.
+fn approver_name(approver: &[u8; 32]) -> String {
+    let hex: String = approver[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}…")
+}
+
 fn unattributed() -> Actor {
     ("unattributed".into(), None)
 }
@@ -150,6 +156,17 @@ fn describe(
             ExchangeCommand::ColdToHotCancel { request_id } => {
                 ("cancel_cold_to_hot", format!("request {request_id}"))
             }
+            ExchangeCommand::ColdToHotApprove {
+                request_id,
+                approver,
+                ..
+            } => (
+                "cold_to_hot_approve",
+                format!(
+                    "request {request_id}, signed by approver {}",
+                    approver_name(&approver)
+                ),
+            ),
             _ => return None,
         })
     };
@@ -195,18 +212,24 @@ fn describe(
             "cold_to_hot_request",
             format!("{} {}", pool(p), units(asset, amount_units)),
         ),
+        // An approval journaled without the operator's envelope (journals written before it):
+        // the approver's key is the only actor the journal knows.
         ExchangeCommand::ColdToHotApprove {
             request_id,
             approver,
             ..
-        } => {
-            let approver: String = approver.iter().map(|b| format!("{b:02x}")).collect();
-            (
-                (format!("approver {}…", &approver[..16]), None),
-                "cold_to_hot_approve",
-                format!("request {request_id}"),
-            )
-        }
+        } => (
+            (format!("approver {}", approver_name(&approver)), None),
+            "cold_to_hot_approve",
+            format!("request {request_id}"),
+        ),
+        // The chain adapter carried out an approved move: not an operator's act, but the moment
+        // the coins left cold storage, which the trail of the approvals must end with.
+        ExchangeCommand::ColdToHotComplete { request_id } => (
+            ("system".into(), None),
+            "cold_to_hot_complete",
+            format!("request {request_id}"),
+        ),
         ExchangeCommand::TopUp {
             asset,
             location: at,
