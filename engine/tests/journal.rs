@@ -463,3 +463,76 @@ fn an_unfinished_batch_with_a_hole_before_whole_records_is_a_torn_tail() {
     assert_eq!(engine.recovery.last_seq, last.commit.first_seq - 1);
     engine.shutdown().unwrap();
 }
+
+/// A clock the test sets.
+struct SetClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl runtime::Clock for SetClock {
+    fn now_ns(&mut self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn set(now: &std::sync::atomic::AtomicU64, ns: u64) {
+    now.store(ns, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The wall clock steps back (and a restart comes up on a machine whose clock is behind): the
+/// sequencer still never stamps a batch earlier than the last one, because replay refuses time
+/// going backwards and daily withdrawal limits count UTC days from the stamps (kinko-sim seed 0).
+#[test]
+fn stamps_never_go_backwards_when_the_clock_does() {
+    let dir = TempDir::new("clockback");
+    let o = options(dir.path());
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1_000_000_000_000));
+    let mut clock = SetClock(now.clone());
+    let (exchange, writer, report) =
+        runtime::recover(&o, &defaults::config(), &mut clock).expect("a new journal");
+    let mut sequencer = runtime::Sequencer::new(
+        exchange,
+        writer,
+        Box::new(SetClock(now.clone())),
+        &report,
+        o.clone(),
+    );
+    let mut stamps = Vec::new();
+    let sent = commands(4);
+    for (i, (command, clock_ns)) in sent
+        .iter()
+        .zip([5_000, 4_000, 9_000, 1_000, 9_500, 9_400, 10_000, 2_000])
+        .enumerate()
+    {
+        set(&now, 1_000_000_000_000 + clock_ns);
+        let request = runtime::Request {
+            token: i as u64,
+            command: *command,
+        };
+        let published = sequencer.process(&[request]).expect("journaled");
+        stamps.push(published.acks[0].ts_ns - 1_000_000_000_000);
+    }
+    assert_eq!(
+        stamps,
+        [5_000, 5_000, 9_000, 9_000, 9_500, 9_500, 10_000, 10_000]
+    );
+    sequencer.shutdown().expect("clean stop");
+    // A restart with the clock far behind: the first stamp is the last one journaled.
+    set(&now, 1_000_000_000_000);
+    let mut clock = SetClock(now.clone());
+    let (exchange, writer, report) =
+        runtime::recover(&o, &defaults::config(), &mut clock).expect("recovered");
+    assert_eq!(report.ts_ns_last, 1_000_000_010_000);
+    let mut sequencer =
+        runtime::Sequencer::new(exchange, writer, Box::new(SetClock(now)), &report, o);
+    let request = runtime::Request {
+        token: 99,
+        command: ExchangeCommand::CreateAccount {
+            pool: Pool::Customer,
+        },
+    };
+    let published = sequencer.process(&[request]).expect("journaled");
+    assert_eq!(published.acks[0].ts_ns, 1_000_000_010_000);
+    sequencer.shutdown().expect("clean stop");
+    let read = runtime::read_data_dir(dir.path()).expect("reads back");
+    let stamps: Vec<u64> = read.batches.iter().map(|b| b.records[0].ts_ns).collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+}

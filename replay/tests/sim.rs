@@ -1,7 +1,7 @@
 //! The simulator under `cargo test`: a handful of seeds end to end, determinism, and every seed
 //! that once found a bug.
 
-use replay::sim::{run_seed, Outcome, SimOptions};
+use replay::sim::{run_seed, Counters, Outcome, Sabotage, SimOptions};
 
 fn passes(seed: u64, options: &SimOptions) -> Outcome {
     let outcome = run_seed(seed, options);
@@ -16,20 +16,91 @@ fn passes(seed: u64, options: &SimOptions) -> Outcome {
     outcome
 }
 
+/// Options whose runs live in a folder of their own: tests run in parallel in one process, and
+/// a run's folder is named by process and seed.
+fn own_folder(name: &str) -> SimOptions {
+    let work_dir = std::env::temp_dir().join(format!("kinko-sim-test-{name}"));
+    std::fs::create_dir_all(&work_dir).expect("a folder for the runs");
+    SimOptions {
+        work_dir,
+        ..SimOptions::default()
+    }
+}
+
 /// Seeds run by `cargo test`; `kinko-sim --seeds N` runs as many as wanted.
 const SEEDS_IN_TEST: u64 = 30;
 
+/// The seeds pass, and between them every kind of fault fired and every kind of check had
+/// something to check: a fault that silently stopped firing would leave the checks idle.
 #[test]
-fn a_few_seeds_pass_every_check() {
+fn a_few_seeds_pass_every_check_with_every_fault_injected() {
     let options = SimOptions::default();
-    let mut crashes = 0;
+    let mut total = Counters::default();
     for seed in 1_000..1_000 + SEEDS_IN_TEST {
-        let outcome = passes(seed, &options);
-        assert_eq!(outcome.counters.acked_lost, 0, "seed {seed}");
-        assert_eq!(outcome.counters.invariant_violations, 0, "seed {seed}");
-        crashes += outcome.counters.crashes;
+        total.add(&passes(seed, &options).counters);
     }
-    assert!(crashes > 0, "the seeds in test inject crashes");
+    let fired = [
+        ("crashes between steps", total.crashes),
+        ("crashes in the middle of a batch", total.crashes_mid_batch),
+        ("torn tails cut", total.tails_cut),
+        ("acks committed but never published", total.acks_unpublished),
+        ("crashes while writing a snapshot", total.snapshot_crashes),
+        ("damaged snapshots reported", total.snapshot_damage_detected),
+        (
+            "journal bit flips found at their position",
+            total.journal_flips_detected,
+        ),
+        ("full inbound queues", total.busy),
+        ("thefts detected", total.thefts_detected),
+        ("clock jumps back", total.clock_jumps_back),
+        ("journals verified by replay", total.verified),
+    ];
+    for (what, count) in fired {
+        assert!(count > 0, "no {what} in {SEEDS_IN_TEST} seeds: {total:?}");
+    }
+    assert_eq!(
+        total.thefts,
+        total.thefts_detected + total.thefts_unreconciled
+    );
+    assert_eq!(total.journal_flips, total.journal_flips_detected);
+}
+
+/// The checks catch a misbehaving engine: acknowledgements published before their batch was
+/// journaled are found missing after the crash that tore the batch.
+#[test]
+fn an_ack_published_before_its_commit_is_caught() {
+    let options = SimOptions {
+        sabotage: Sabotage::PublishBeforeCommit,
+        ..own_folder("sabotage-publish")
+    };
+    let caught = (1_000..1_000 + SEEDS_IN_TEST)
+        .map(|seed| run_seed(seed, &options))
+        .find_map(|outcome| outcome.failure)
+        .expect("a seed with a mid-batch crash fails");
+    assert!(
+        caught.message.contains("missing from the journal"),
+        "{}",
+        caught.message
+    );
+}
+
+/// ... and events published that the journal does not hold are found at the next recovery
+/// (at the latest, the clean restart that ends every run).
+#[test]
+fn an_event_published_but_not_journaled_is_caught() {
+    let options = SimOptions {
+        sabotage: Sabotage::PublishUnjournaledEvent,
+        ..own_folder("sabotage-events")
+    };
+    let outcome = run_seed(1_000, &options);
+    let caught = outcome.failure.expect("the audit fails the run");
+    assert!(
+        caught
+            .message
+            .contains("journaled with other events than published"),
+        "{}",
+        caught.message
+    );
 }
 
 #[test]
@@ -73,6 +144,8 @@ fn seed_27_snapshot_header_seq_flip_is_refused() {
 /// moves now wait until the previous one is seen.
 #[test]
 fn seed_249_theft_detected_with_sweeps_in_flight() {
+    // The simulator's draws have changed since (45c8177, 02d7397): this seed no longer steals
+    // or sweeps as it did; it stays as a passing run, and the aggregate test above demands thefts.
     let outcome = passes(249, &SimOptions::default());
     assert_eq!(outcome.counters.thefts, outcome.counters.thefts_detected);
 }
@@ -84,5 +157,6 @@ fn seed_249_theft_detected_with_sweeps_in_flight() {
 #[test]
 fn seed_608_theft_detected_with_fee_sweeps() {
     let outcome = passes(608, &SimOptions::default());
+    assert!(outcome.counters.thefts > 0, "{:?}", outcome.counters);
     assert_eq!(outcome.counters.thefts, outcome.counters.thefts_detected);
 }

@@ -133,6 +133,10 @@ fn summary(c: &Counters, started: Instant) {
         "thefts injected / detected         {} / {} in {} reconciliations ({} cut short by a bit flip)",
         c.thefts, c.thefts_detected, c.reconciliations, c.thefts_unreconciled
     );
+    println!(
+        "theft to detection, longest        {} steps (reconciliations every 20 to 120; {} ran late, right after a restart)",
+        c.theft_detection_steps_max, c.reconciliations_delayed
+    );
     println!("clock jumps back                   {}", c.clock_jumps_back);
     println!("clean restarts                     {}", c.restarts_clean);
     println!("journals verified by replay        {}", c.verified);

@@ -64,6 +64,10 @@ pub struct Counters {
     /// Thefts in runs that a journal bit flip ended before the next reconciliation.
     pub thefts_unreconciled: u64,
     pub reconciliations: u64,
+    /// Reconciliations that fell due while the process was down and ran right after its restart.
+    pub reconciliations_delayed: u64,
+    /// The longest time from a theft to the reconciliation that found it, in steps.
+    pub theft_detection_steps_max: u64,
     pub clock_jumps_back: u64,
     pub acked_lost: u64,
     pub invariant_violations: u64,
@@ -79,6 +83,9 @@ macro_rules! add_fields {
 
 impl Counters {
     pub fn add(&mut self, other: &Counters) {
+        self.theft_detection_steps_max = self
+            .theft_detection_steps_max
+            .max(other.theft_detection_steps_max);
         add_fields!(
             self,
             other,
@@ -108,6 +115,7 @@ impl Counters {
             thefts_detected,
             thefts_unreconciled,
             reconciliations,
+            reconciliations_delayed,
             clock_jumps_back,
             acked_lost,
             invariant_violations,
@@ -145,6 +153,23 @@ pub struct SimOptions {
     pub keep_failed: bool,
     /// Print every step of the trace as it happens (stderr).
     pub verbose: bool,
+    /// A planted bug, for the tests that show the checks catch one (never set by `kinko-sim`).
+    pub sabotage: Sabotage,
+}
+
+/// A bug the simulator can plant in its own model of the engine's edge, so that a test can show
+/// that the checks fail when the engine misbehaves: a checker that cannot fail proves nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sabotage {
+    #[default]
+    None,
+    /// Publish a batch's acknowledgements before its journal write completes: the batch torn by a
+    /// mid-batch crash is acknowledged to clients (as an engine that published before its
+    /// commit would). Recovery's audit must find acknowledged commands missing from the journal.
+    PublishBeforeCommit,
+    /// Publish other events than those journaled: each acknowledgement's events, as the clients
+    /// keep them, gain an event the engine never wrote. The audit must find them unjournaled.
+    PublishUnjournaledEvent,
 }
 
 impl Default for SimOptions {
@@ -154,6 +179,7 @@ impl Default for SimOptions {
             steps: None,
             keep_failed: false,
             verbose: false,
+            sabotage: Sabotage::None,
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::sim::disk::{self, DiskSwitch, RecordSpan, SimClock, SimStorage};
 use crate::sim::rng::Rng;
 use crate::sim::workload::{Market, Workload, COINS, INSTRUMENTS, INSTRUMENT_DISCLOSED, JPY};
 use crate::sim::world::{Theft, World};
-use crate::sim::{Counters, Failure, Outcome, SimOptions};
+use crate::sim::{Counters, Failure, Outcome, Sabotage, SimOptions};
 
 /// Steps of the trace kept for a failure report.
 const TRACE_STEPS_MAX: usize = 20;
@@ -100,6 +100,10 @@ pub struct Sim<'o> {
     faults: Faults,
     expect: Expect,
     step: u64,
+    /// The step a reconciliation fell due at, until it has run.
+    recon_due_since: Option<u64>,
+    /// While a scheduled reconciliation runs: the step it fell due at.
+    recon_last_due: Option<u64>,
     steps: u64,
     /// The last lifetime ended in a crash.
     crashed: bool,
@@ -170,6 +174,8 @@ impl<'o> Sim<'o> {
             faults,
             expect: Expect::default(),
             step: 0,
+            recon_due_since: None,
+            recon_last_due: None,
             steps,
             crashed: false,
             counters: Counters::default(),
@@ -220,6 +226,12 @@ impl<'o> Sim<'o> {
                     break;
                 }
             }
+            // A reconciliation falls due on schedule; one due while the process was down runs
+            // as soon as it is up again, so that a crash never stretches the time to detection
+            // past one interval and a step.
+            if self.step.is_multiple_of(self.recon_interval) {
+                self.recon_due_since = Some(self.recon_due_since.unwrap_or(self.step));
+            }
             self.between_steps()?;
             if self.engine.is_none() {
                 continue;
@@ -228,8 +240,13 @@ impl<'o> Sim<'o> {
             self.engine_step(true)?;
             self.consume(false);
             self.check_invariants()?;
-            if self.step.is_multiple_of(self.recon_interval) {
+            if let Some(due) = self.recon_due_since.take() {
+                if self.step > due {
+                    self.counters.reconciliations_delayed += 1;
+                }
+                self.recon_last_due = Some(due);
                 self.reconcile()?;
+                self.recon_last_due = None;
             }
         }
         if self.expect.corruption.is_some() && self.counters.journal_flips_detected == 0 {
@@ -481,6 +498,9 @@ impl<'o> Sim<'o> {
                 self.counters.commands += batch.len() as u64;
                 self.counters.batches += 1;
                 if faults && self.rng.chance(self.faults.crash_mid_batch) {
+                    if self.sim_options.sabotage == Sabotage::PublishBeforeCommit {
+                        self.deliver(&published);
+                    }
                     return self.crash_mid_batch(seq_before, before, after);
                 }
                 self.outbound.push_back(published);
@@ -562,7 +582,7 @@ impl<'o> Sim<'o> {
                 .submitted
                 .remove(&ack.token)
                 .expect("an ack for a submitted command");
-            let events = published.events_of(ack).to_vec();
+            let mut events = published.events_of(ack).to_vec();
             let mut encoded = Vec::new();
             encode_into(&events.as_slice(), &mut encoded);
             self.digest.update(&ack.seq.to_le_bytes());
@@ -572,6 +592,12 @@ impl<'o> Sim<'o> {
             }
             self.note(format!("ack seq {}: {command:?} -> {events:?}", ack.seq));
             self.counters.acks += 1;
+            if self.sim_options.sabotage == Sabotage::PublishUnjournaledEvent {
+                events.push(ExchangeEvent::KeyChanged {
+                    operator: 0,
+                    change: engine::audit::KeyChange::Revoked { key: 0 },
+                });
+            }
             self.acked.insert(ack.seq, (command, events));
         }
     }
@@ -949,6 +975,7 @@ impl<'o> Sim<'o> {
         self.world.thefts.push(Theft {
             wallet,
             amount_units,
+            step: self.step,
         });
         self.counters.thefts += 1;
         self.note(format!("THEFT of {amount_units} from {wallet:?}"));
@@ -996,9 +1023,25 @@ impl<'o> Sim<'o> {
         self.counters.reconciliations += 1;
         let mut stolen: BTreeMap<_, i64> = BTreeMap::new();
         let thefts = self.world.thefts.len() as u64;
+        let mut detection_steps_max = 0;
         for theft in self.world.thefts.drain(..) {
             *stolen.entry(theft.wallet).or_default() += theft.amount_units;
+            detection_steps_max = detection_steps_max.max(self.step - theft.step);
         }
+        // Found at the first reconciliation after it: within one interval of the theft, plus
+        // the steps this reconciliation waited for a crashed process to come back.
+        let waited = self.step - self.recon_last_due.unwrap_or(self.step);
+        if detection_steps_max > self.recon_interval + waited {
+            return Err(self.fail(format!(
+                "a theft {detection_steps_max} steps old was found only now: the interval is {} \
+                 steps (and this reconciliation waited {waited})",
+                self.recon_interval
+            )));
+        }
+        self.counters.theft_detection_steps_max = self
+            .counters
+            .theft_detection_steps_max
+            .max(detection_steps_max);
         let found: BTreeMap<_, i64> = self.world.shortfalls.iter().copied().collect();
         if !self.world.surpluses.is_empty() || found != stolen {
             return Err(self.fail(format!(

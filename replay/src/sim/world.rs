@@ -28,6 +28,8 @@ pub struct PendingWithdrawal {
 pub struct Theft {
     pub wallet: Wallet,
     pub amount_units: AmountUnits,
+    /// The step it happened at.
+    pub step: u64,
 }
 
 /// Recent order ids kept for cancels and replaces.

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 use engine::custody::Address;
 use engine::ExchangeConfig;
+use gateway::auth::IpRule;
+use gateway::config::Permission;
 use gateway::custody::CustodyRequest;
+use gateway::operator::OperatorRequest;
 use gateway::protocol::{self, ApiError, Request};
 
 use super::class;
@@ -39,6 +42,14 @@ pub const DICTIONARY: &[&[u8]] = &[
     b"\"client_order_id\":",
     b"\"stop_limit\"",
     b"\"BTC/JPY\"",
+    b"\"create_key\"",
+    b"\"rotate_key\"",
+    b"\"revoke_key\"",
+    b"\"allow_ips\":",
+    b"\"expires_at\":",
+    b"\"permissions\":",
+    b"\"set_house_policy\"",
+    b"\"cancel_cold_to_hot\"",
 ];
 
 pub fn seeds() -> Vec<Vec<u8>> {
@@ -64,6 +75,13 @@ pub fn seeds() -> Vec<Vec<u8>> {
         r#"{"type":"approve_cold_to_hot","req_id":19,"request_id":"3","approver":"00","signature":"ff"}"#,
         r#"{"type":"top_up","req_id":20,"asset":"JPY","amount":"1000000","pool":"customer"}"#,
         r#"{"type":"custody_status","req_id":21}"#,
+        r#"{"type":"create_key","req_id":22,"account":"alice","role":"trader","permissions":["read","trade"],"allow_ips":["203.0.113.0/24","::1"],"expires_at":"2027-01-01T00:00:00Z","key":"alice-bot"}"#,
+        r#"{"type":"list_keys","req_id":23}"#,
+        r#"{"type":"rotate_key","req_id":24,"key":"alice-bot"}"#,
+        r#"{"type":"revoke_key","req_id":25,"key":"alice-bot"}"#,
+        r#"{"type":"security_status","req_id":26}"#,
+        r#"{"type":"set_house_policy","req_id":27,"instrument":"ETH/JPY","policy":"disclosed"}"#,
+        r#"{"type":"cancel_cold_to_hot","req_id":28,"request_id":"4"}"#,
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -129,6 +147,23 @@ fn convert(request: &Request) -> Result<u64, ApiError> {
             None => Ok(6),
         },
         Request::Custody(c) => Ok(7 + class(format!("{c:?}").len() as u64) % 16),
+        // What an operator's key request is checked against before it reaches the key store:
+        // permission names, allowlist entries, the expiry's time text.
+        Request::Operator(OperatorRequest::CreateKey(m)) => {
+            for name in m.permissions.iter().flatten() {
+                Permission::parse(name)
+                    .ok_or_else(|| ApiError::new("invalid_field", "permission"))?;
+            }
+            for rule in &m.allow_ips {
+                IpRule::parse(rule).map_err(|e| ApiError::new("invalid_key_request", e))?;
+            }
+            if let Some(at) = &m.expires_at {
+                gateway::config::parse_time_ms(at)
+                    .map_err(|e| ApiError::new("invalid_field", e))?;
+            }
+            Ok(24)
+        }
+        Request::Operator(o) => Ok(25 + class(format!("{o:?}").len() as u64) % 4),
         other => Ok(30 + class(format!("{other:?}").len() as u64) % 16),
     }
 }
