@@ -163,6 +163,19 @@ async fn operator_actions_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("login refused"));
+    // The secret can come from the environment instead, out of the process list.
+    let (env_url, env_data) = (url.clone(), data.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kinko"))
+            .args(["admin", "--url", &env_url, "--data", &env_data, "status"])
+            .env("KINKO_ADMIN_SECRET", "wrong-from-the-environment")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "the environment's secret is used");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("login refused"));
     // Without the certificate to trust, it says where to find one.
     let elsewhere = dir.path().join("elsewhere").display().to_string();
     let args = ["admin", "--url", &url, "--data", &elsewhere, "status"];
@@ -236,6 +249,6 @@ async fn operator_actions_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
     let out = admin(&["security"]).await.unwrap();
     let security: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(security["failures_total"], 1, "the wrong secret above");
+    assert_eq!(security["failures_total"], 2, "the two wrong secrets above");
     running.shutdown().await.unwrap();
 }

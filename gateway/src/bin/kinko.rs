@@ -50,8 +50,14 @@ enum Cmd {
         /// An operator API key (the status also works with an auditor key).
         #[arg(long, default_value = "demo-operator")]
         key: String,
-        /// The key's secret.
-        #[arg(long, default_value = "demo-operator-secret")]
+        /// The key's secret. Better from the environment (`KINKO_ADMIN_SECRET`) than on the
+        /// command line, where other users of the machine can read it in the process list.
+        #[arg(
+            long,
+            env = "KINKO_ADMIN_SECRET",
+            hide_env_values = true,
+            default_value = "demo-operator-secret"
+        )]
         secret: String,
         #[command(subcommand)]
         action: AdminCmd,
