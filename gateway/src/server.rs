@@ -699,8 +699,6 @@ async fn sim_drain(State(shared): State<Arc<Shared>>, Json(body): Json<SimDrain>
 
 // --------------------------------------------------------------------------- the start banner
 
-/// What `kinko serve` prints once it is up: the addresses, how to trust the certificate (or the
-/// plaintext warning), and the API keys.
 /// The configuration's keys as the banner lists them. A secret is shown only when it is one of
 /// the embedded configuration's published demo secrets and still in force: a secret of a real
 /// configuration file stays in that file (standard output often ends up in a log), and a
@@ -725,6 +723,8 @@ fn key_lines(config: &ServeConfig, keys: &crate::auth::Keys) -> Vec<String> {
         .collect()
 }
 
+/// What `kinko serve` prints once it is up: the addresses, how to trust the certificate (or the
+/// plaintext warning), and the API keys.
 pub fn banner(config: &ServeConfig, running: &Running) -> String {
     let (http, fix) = (running.http, running.fix);
     let mut out = String::new();

@@ -238,8 +238,10 @@ pub async fn one_shot(
         violations: 0,
         cancel_all_at: None,
     };
-    let (mut replies, _) = session.handle(&request.to_string());
-    let reply = if replies.is_empty() {
+    let (mut replies, flow) = session.handle(&request.to_string());
+    let reply = if let (true, Flow::Close(_, reason)) = (replies.is_empty(), flow) {
+        ApiError::new(reason, close_message(reason)).json()
+    } else if replies.is_empty() {
         let wait = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match rx.recv().await {
@@ -270,6 +272,23 @@ pub async fn one_shot(
     };
     session.finish();
     reply
+}
+
+/// Submits a key change the engine refused `busy` until it takes it. The hub applies the change
+/// when its record is published and answers the session under `token`, if it is still there.
+/// Bounded: after a minute of a queue that never frees, the change is given up and logged (a
+/// revocation stays in force in memory and in the key store; only its journal record is missing).
+async fn submit_until_taken(shared: Arc<Shared>, token: u64, command: ExchangeCommand) {
+    const WAIT_MAX: Duration = Duration::from_secs(60);
+    let started = Instant::now();
+    while shared.submitter.submit(token, command).is_err() {
+        if started.elapsed() > WAIT_MAX {
+            shared.key_changes.lock().remove(&token);
+            tracing::error!("a key change was not journaled: the engine stayed busy for a minute");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// Waits until `at`, or forever when there is no deadline.
@@ -546,7 +565,7 @@ impl Session {
                         // it when the record is published.
                         let token = self.token_peek();
                         self.shared.key_changes.lock().insert(token, *pending);
-                        let submitted = self.submit_patiently(req_id, command);
+                        let submitted = self.submit_key_change(req_id, command);
                         if submitted.is_err() {
                             self.shared.key_changes.lock().remove(&token);
                         }
@@ -744,6 +763,8 @@ impl Session {
         let token = (self.id << 32) | u64::from(self.token_next);
         self.pending.insert(token, (req_id, Instant::now()));
         if self.shared.submitter.submit(token, command).is_err() {
+            // Not taken: the token is free again (a key change is retried under it).
+            self.token_next = self.token_next.wrapping_sub(1);
             self.pending.remove(&token);
             return Err(with(
                 ApiError::new("busy", "the engine is busy; retry"),
@@ -754,23 +775,24 @@ impl Session {
     }
 
     /// [`Session::submit`] for an operator's key change, which must reach the journal: a
-    /// revocation is already in force, and the audit trail must hold it. A full queue is tried
-    /// again for up to a second (the engine drains thousands of commands in that time) before
-    /// `busy` is answered. Blocking this task that long is acceptable for a rare operator
-    /// action under overload, and only then.
-    fn submit_patiently(
+    /// revocation is already in force, and the audit trail must hold it. A full queue does not
+    /// refuse it: a task submits it again, with the same token, until the engine takes it, and
+    /// the reply comes with its acknowledgement as usual.
+    fn submit_key_change(
         &mut self,
         req_id: Option<u64>,
         command: ExchangeCommand,
     ) -> Result<Vec<Value>, ApiError> {
-        const TRIES_MAX: u32 = 1_000;
-        for _ in 1..TRIES_MAX {
-            match self.submit(req_id, command) {
-                Err(e) if e.code == "busy" => std::thread::sleep(Duration::from_millis(1)),
-                done => return done,
+        let token = self.token_peek();
+        match self.submit(req_id, command) {
+            Err(e) if e.code == "busy" => {
+                self.token_next = self.token_next.wrapping_add(1);
+                self.pending.insert(token, (req_id, Instant::now()));
+                tokio::spawn(submit_until_taken(self.shared.clone(), token, command));
+                Ok(Vec::new())
             }
+            done => done,
         }
-        self.submit(req_id, command)
     }
 
     /// The reply to one of this session's commands, once it is journaled; `key` is what the hub

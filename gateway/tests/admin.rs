@@ -131,6 +131,7 @@ async fn operator_actions_from_the_command_line() {
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_kinko"))
                 .args(args)
+                .env_remove("KINKO_ADMIN_SECRET")
                 .output()
                 .unwrap()
         })

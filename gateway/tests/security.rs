@@ -374,7 +374,8 @@ async fn rotation_and_expiry_log_out_an_open_fix_session_too() {
     fix.send("D", &limit("41", "1", "0.001", "14000000")).await;
     report(&mut fix, "41", "0").await;
 
-    let expires = now_ms() + 1_500;
+    // Room for the creation and the Logon on a loaded machine before it expires.
+    let expires = now_ms() + 3_000;
     let (key, secret) = create_key(&mut op, json!({"expires_at": expires.to_string()})).await;
     let (mut fix, logon) = fix_logon(server.fix, &key, &secret).await;
     assert_eq!(logon.unwrap().msg_type(), "A");

@@ -952,7 +952,8 @@ impl Session {
     /// the key's standing, so that a session whose key was revoked, rotated or expired is logged
     /// out within a tick even when the hub could not reach it (its queue full).
     pub fn tick(&mut self, now: Instant) {
-        if self.logged_on() {
+        let closing = self.connection.as_ref().is_some_and(|c| c.close);
+        if self.logged_on() && !closing {
             let now_ms = crate::operator::now_ms();
             if let Some(reason) = self.shared.keys.refusal(&self.principal, now_ms) {
                 tracing::warn!("fix {}: {reason}; logging out", self.peer());

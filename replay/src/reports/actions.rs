@@ -2,7 +2,10 @@
 //! and resumes (per instrument and per asset), house policy changes, custody moves, cold → hot
 //! requests, approvals and cancels, top-ups, API-key registrations, creations, rotations and
 //! revocations — with its sequence number, time, actor and outcome. Actors are named by their
-//! key: the journal's `KeyChanged` records bind each key number to its name. Commands of the same
+//! key: the journal's `KeyChanged` records bind each key number to its name. An approval names the
+//! operator's key that brought it and, in its detail, the approver whose signature it carries; the
+//! cold → hot move that follows the approvals is listed too, as the `system`'s
+//! (`cold_to_hot_complete`), so that the trail of a move ends with the coins leaving cold storage. Commands of the same
 //! kinds journaled without an actor (the opening sweep of a first start, commands of tools that
 //! predate the audit trail; the server's opening sweep is journaled as `system`'s) are listed
 //! too, as `unattributed`: nothing is left out.

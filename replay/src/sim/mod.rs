@@ -37,6 +37,8 @@ pub struct Counters {
     /// Committed to the journal, never published (the process died first).
     pub acks_unpublished: u64,
     pub crashes: u64,
+    /// Of `crashes`: the process killed between two steps (the others: mid-batch, full disk).
+    pub crashes_between_steps: u64,
     pub crashes_mid_batch: u64,
     pub tails_cut: u64,
     /// Recoveries after a crash.
@@ -95,6 +97,7 @@ impl Counters {
             acks,
             acks_unpublished,
             crashes,
+            crashes_between_steps,
             crashes_mid_batch,
             tails_cut,
             recoveries,

@@ -773,6 +773,7 @@ impl<'o> Sim<'o> {
         }
         if self.rng.chance(self.faults.crash) {
             self.crash("between steps");
+            self.counters.crashes_between_steps += 1;
             if self.rng.chance(self.faults.snapshot_flip * 100) {
                 self.flip_snapshot_bit()?;
             }
@@ -1076,7 +1077,10 @@ impl<'o> Sim<'o> {
             self.restart()?;
         }
         self.drain()?;
+        // The last reconciliation: one still due (the process was down at its step) is it.
+        self.recon_last_due = self.recon_due_since.take();
         self.reconcile()?;
+        self.recon_last_due = None;
         let mut engine = self.engine.take().expect("running");
         let seq = engine
             .shutdown()
