@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::Receiver;
+use engine::audit::KeyChange;
 use engine::runtime::{Published, Submitter};
 use engine::{
     AccountId, Event, ExchangeConfig, ExchangeEvent, ExchangeSnapshot, OrderKind, PriceTicks,
@@ -292,32 +293,35 @@ pub fn run(shared: Arc<Shared>, outbound: Receiver<Published>) {
 }
 
 /// Applies the key changes this batch journaled, before the acknowledgements go out (and before
-/// the hub's lock is taken: a rotation closes sessions, which takes it).
-fn key_changes_journaled(shared: &Shared, batch: &Published) -> HashMap<u64, KeyOutcome> {
-    let mut outcomes = HashMap::new();
+/// the hub's lock is taken: a rotation closes sessions, which takes it). Returns the fields of
+/// each one's reply, by token, and the keys rotated, whose sessions are closed once the replies
+/// are on their way.
+fn key_changes_journaled(
+    shared: &Shared,
+    batch: &Published,
+) -> (HashMap<u64, KeyOutcome>, Vec<String>) {
+    let (mut outcomes, mut rotated) = (HashMap::new(), Vec::new());
     let mut pending = shared.key_changes.lock();
     if pending.is_empty() {
-        return outcomes;
+        return (outcomes, rotated);
     }
     for ack in &batch.acks {
         if let Some(change) = pending.remove(&ack.token) {
             let outcome =
                 crate::operator::key_change_journaled(shared, &change, batch.events_of(ack));
-            outcomes.insert(ack.token, Box::new(outcome));
+            if outcome.is_ok() && matches!(change.change, KeyChange::Rotated { .. }) {
+                rotated.push(change.name.clone());
+            }
+            outcomes.insert(ack.token, Box::new(outcome.unwrap_or_else(|error| error)));
         }
     }
-    outcomes
+    (outcomes, rotated)
 }
 
 type KeyOutcome = Box<serde_json::Map<String, serde_json::Value>>;
 
 fn publish(shared: &Shared, batch: &Published) {
-    let mut key_outcomes = key_changes_journaled(shared, batch);
-    let rotated: Vec<String> = key_outcomes
-        .values()
-        .filter(|fields| fields.get("type").and_then(|t| t.as_str()) == Some("key_rotated"))
-        .filter_map(|fields| Some(fields.get("key")?.as_str()?.to_string()))
-        .collect();
+    let (mut key_outcomes, rotated) = key_changes_journaled(shared, batch);
     let mut slow = Vec::new();
     let mut inner = shared.inner.lock();
     if let Some(ack) = batch.acks.last() {

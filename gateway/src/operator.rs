@@ -298,7 +298,8 @@ fn account_of(shared: &Shared, account: &Value) -> Result<u32, ApiError> {
 }
 
 /// The journal holds a key change: apply it, and say what it made in the fields of the
-/// acknowledgement (a new secret, shown this once). Called by the hub for every journaled key
+/// acknowledgement (a new secret, shown this once); `Err` holds the fields of an error when the
+/// key store could not take it. Called by the hub for every journaled key
 /// change, so that a change is applied even when the operator's session closed before its
 /// acknowledgement came back. The hub then closes a rotated key's open sessions, like a
 /// revocation's, once the acknowledgement is on its way (an operator may rotate its own key).
@@ -306,20 +307,21 @@ pub fn key_change_journaled(
     shared: &Shared,
     pending: &Pending,
     events: &[ExchangeEvent],
-) -> serde_json::Map<String, Value> {
+) -> Result<serde_json::Map<String, Value>, serde_json::Map<String, Value>> {
     let mut reply = serde_json::Map::new();
     if !events
         .iter()
         .any(|e| matches!(e, ExchangeEvent::KeyChanged { .. }))
     {
-        return reply;
+        // Refused by the engine: the acknowledgement says why, and nothing is applied.
+        return Err(reply);
     }
     if let Err(e) = shared.keys.commit(pending, now_ms()) {
         tracing::error!("key {}: {e}", pending.name);
         reply.insert("type".into(), json!("error"));
         reply.insert("code".into(), json!("key_store_failed"));
         reply.insert("message".into(), json!(e));
-        return reply;
+        return Err(reply);
     }
     let kind = match pending.change {
         KeyChange::Created { .. } => "key_created",
@@ -339,5 +341,5 @@ pub fn key_change_journaled(
             json!(Permission::names(principal.permissions)),
         );
     }
-    reply
+    Ok(reply)
 }

@@ -316,12 +316,7 @@ async fn revoking_or_rotating_a_key_closes_its_open_sessions_at_once() {
 
     let reply = key_request(&mut op, json!({"type": "revoke_key", "key": key})).await;
     assert_eq!(reply["type"], "key_revoked", "{reply}");
-    assert_eq!(ws.close_code().await, Some(1008));
-    assert!(
-        ws.seen.iter().any(|m| m["code"] == "key_revoked"),
-        "{:?}",
-        ws.seen
-    );
+    ws.closed_with(1008, "key_revoked").await;
     let logout = fix.until_type("5").await;
     assert_eq!(logout.get(58), Some("key_revoked"));
     let (_, refused) = login(addr, &key, &secret).await;
@@ -408,16 +403,7 @@ async fn a_key_change_takes_effect_even_if_the_operator_leaves_before_its_answer
         .send(json!({"type": "rotate_key", "key": key}))
         .await;
     drop(leaving);
-    assert_eq!(
-        ws.close_code().await,
-        Some(1008),
-        "the key's session is closed"
-    );
-    assert!(
-        ws.seen.iter().any(|m| m["code"] == "key_rotated"),
-        "{:?}",
-        ws.seen
-    );
+    ws.closed_with(1008, "key_rotated").await;
     assert_eq!(login(addr, &key, &secret).await.1["code"], "bad_signature");
     server.shutdown().await.unwrap();
     let read = replay::open_journal(dir.path()).unwrap();
@@ -437,8 +423,7 @@ async fn expiry_and_the_ip_allowlist_are_enforced() {
     let (key, secret) = create_key(&mut op, json!({"expires_at": expires.to_string()})).await;
     let (mut ws, reply) = login(addr, &key, &secret).await;
     assert_eq!(reply["type"], "logged_in");
-    assert_eq!(ws.close_code().await, Some(1008), "closed when it expires");
-    assert!(ws.seen.iter().any(|m| m["code"] == "key_expired"));
+    ws.closed_with(1008, "key_expired").await;
     assert!(now_ms() >= expires);
     assert_eq!(login(addr, &key, &secret).await.1["code"], "key_expired");
     let past = key_request(
