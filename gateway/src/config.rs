@@ -205,9 +205,39 @@ pub struct ServerSection {
     /// threads need (measured on 2 cores: FIX round trip ~320 µs spinning, ~240 µs parking).
     #[serde(default = "engine_idle_spins_default")]
     pub engine_idle_spins: u32,
+    /// How the engine thread and the gateway wait for work: `park` (the default) or `spin`.
+    #[serde(default)]
+    pub idle: IdleMode,
     /// TLS on both ports unless the file says `transport = "plaintext"` (issue #11).
     #[serde(default)]
     pub transport: Transport,
+}
+
+/// How the server's threads wait for work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleMode {
+    /// The engine thread spins `engine_idle_spins` rounds, then parks; the hub and the gateway's
+    /// runtime sleep until woken. An idle exchange takes no CPU, and every order pays the wake-ups
+    /// of the threads it crosses (10–40 µs each on a virtual machine).
+    #[default]
+    Park,
+    /// Nothing sleeps: the engine thread spins on its queue and the gateway runs on one runtime
+    /// thread fewer than the machine has cores, polling its sockets and the engine's output
+    /// without pause (the hub is a task on it). Two cores busy at all times on a machine of two,
+    /// even idle; the lowest latency (docs/PERFORMANCE.md). Needs at least two cores.
+    Spin,
+}
+
+impl IdleMode {
+    /// The gateway runtime's worker threads on a machine of `cores`: all of them when parking,
+    /// all but the engine's when spinning.
+    pub fn gateway_workers(self, cores: usize) -> usize {
+        match self {
+            IdleMode::Park => cores.max(1),
+            IdleMode::Spin => cores.saturating_sub(1).max(1),
+        }
+    }
 }
 
 /// How the HTTP/WebSocket and FIX ports carry their bytes.
@@ -526,6 +556,7 @@ pub fn default_config() -> ServeConfig {
             data: PathBuf::from("data"),
             durability: DurabilityName::Process,
             engine_idle_spins: engine_idle_spins_default(),
+            idle: IdleMode::Park,
             transport: Transport::Tls,
         },
         limits: Limits::default(),

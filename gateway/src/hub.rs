@@ -281,6 +281,19 @@ fn simulated_chain(start: &ExchangeSnapshot) -> crate::custody::chain::Simulated
     chain
 }
 
+/// The hub as a task of a spinning runtime (`idle = "spin"`): polls the engine's output and
+/// yields between polls, so that the runtime's thread never sleeps and each batch is published
+/// within one round of the runtime's other tasks. Runs until the outbound channel closes.
+pub async fn run_polling(shared: Arc<Shared>, outbound: Receiver<Published>) {
+    loop {
+        match outbound.try_recv() {
+            Ok(batch) => publish(&shared, &batch),
+            Err(crossbeam::channel::TryRecvError::Empty) => tokio::task::yield_now().await,
+            Err(crossbeam::channel::TryRecvError::Disconnected) => return,
+        }
+    }
+}
+
 pub fn run(shared: Arc<Shared>, outbound: Receiver<Published>) {
     loop {
         let batch = match outbound.recv_timeout(Duration::from_millis(200)) {
@@ -618,11 +631,29 @@ fn publish_market(inner: &mut Inner, batch: &Published, slow: &mut Vec<Slow>) {
     let now_ns = inner.last_ts_ns;
     let instruments: BTreeSet<u32> = changed.keys().chain(trades.keys()).copied().collect();
     for instrument in instruments {
+        // Messages only for channels someone listens to: the checksum formats the top levels,
+        // and a venue without market-data subscribers should not pay for them on every batch.
+        let symbol = inner.books[instrument as usize].spec.symbol.clone();
+        let wanted = |channel: &String| {
+            inner
+                .sessions
+                .values()
+                .any(|e| e.channels.contains(channel))
+        };
+        let [book_channel, trades_channel, ticker_channel] =
+            ["book", "trades", "ticker"].map(|kind| format!("{kind}:{symbol}"));
+        let (want_book, want_trades, want_ticker) = (
+            wanted(&book_channel),
+            wanted(&trades_channel),
+            wanted(&ticker_channel),
+        );
         let book = &mut inner.books[instrument as usize];
-        let symbol = book.spec.symbol.clone();
         let mut messages: Vec<(String, Value)> = Vec::new();
-        if let Some(levels) = changed.get(&instrument) {
+        if changed.contains_key(&instrument) {
+            // The sequence moves whether or not anyone listens: a later snapshot carries it.
             book.seq += 1;
+        }
+        if let Some(levels) = changed.get(&instrument).filter(|_| want_book) {
             let changes: Vec<[String; 3]> = levels
                 .iter()
                 .map(|((side, price), qty)| {
@@ -636,13 +667,17 @@ fn publish_market(inner: &mut Inner, batch: &Published, slow: &mut Vec<Slow>) {
             let update = json!({
                 "type": "book_update", "instrument": symbol, "seq": book.seq, "changes": changes, "checksum": book.checksum(),
             });
-            messages.push((format!("book:{symbol}"), update));
+            messages.push((book_channel, update));
         }
         for trade in trades.remove(&instrument).unwrap_or_default() {
-            messages.push((format!("trades:{symbol}"), book.trade_json(&trade)));
+            if want_trades {
+                messages.push((trades_channel.clone(), book.trade_json(&trade)));
+            }
             book.record_trade(trade);
         }
-        messages.push((format!("ticker:{symbol}"), book.ticker_json(now_ns)));
+        if want_ticker {
+            messages.push((ticker_channel, book.ticker_json(now_ns)));
+        }
         for (channel, message) in messages {
             let text: Arc<str> = message.to_string().into();
             for entry in inner

@@ -11,9 +11,11 @@ use serde_json::{json, Value};
 
 /// Levels covered by the checksum (and sent in a snapshot by default).
 pub const CHECKSUM_LEVELS: usize = 10;
-/// Trades kept per instrument for REST and the 24-hour ticker.
+/// Trades kept per instrument for REST (`/api/trades`). The ticker's 24 hours are kept apart, in
+/// [`DayStats`], whatever the number of trades.
 pub const TRADES_KEPT_MAX: usize = 10_000;
-const DAY_NS: u64 = 24 * 3_600 * 1_000_000_000;
+const SECOND_NS: u64 = 1_000_000_000;
+const DAY_SECS: u64 = 24 * 3_600;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trade {
@@ -34,6 +36,81 @@ pub struct BookMirror {
     pub seq: u64,
     pub trades: VecDeque<Trade>,
     pub last_ticks: Option<PriceTicks>,
+    day: DayStats,
+}
+
+/// The trades of the last 24 hours as one bucket per second: open, high, low and volume over the
+/// window in O(1) amortised per trade and per ticker, in at most 86,400 buckets per instrument
+/// however many trades there are. The window is whole seconds: the ticker at `now` covers the
+/// trades stamped from the start of the second 24 hours before `now`'s second.
+#[derive(Default)]
+struct DayStats {
+    /// Seconds with trades, oldest first.
+    buckets: VecDeque<Bucket>,
+    volume: QtyLots,
+    /// Candidates for the high (and the low): `(second, price)`, prices strictly falling (rising)
+    /// from the front, which is the window's high (low).
+    highs: VecDeque<(u64, PriceTicks)>,
+    lows: VecDeque<(u64, PriceTicks)>,
+}
+
+struct Bucket {
+    second: u64,
+    open: PriceTicks,
+    volume: QtyLots,
+}
+
+impl DayStats {
+    fn record(&mut self, ts_ns: u64, price: PriceTicks, qty: QtyLots) {
+        let second = ts_ns / SECOND_NS;
+        match self.buckets.back_mut() {
+            // Stamps never go backwards; a trade stamped earlier than the last bucket (a replay
+            // from elsewhere) joins the last one rather than reorder the window.
+            Some(last) if last.second >= second => last.volume += qty,
+            _ => self.buckets.push_back(Bucket {
+                second,
+                open: price,
+                volume: qty,
+            }),
+        }
+        let second = self.buckets.back().map_or(second, |b| b.second);
+        self.volume += qty;
+        while self.highs.back().is_some_and(|&(_, p)| p <= price) {
+            self.highs.pop_back();
+        }
+        self.highs.push_back((second, price));
+        while self.lows.back().is_some_and(|&(_, p)| p >= price) {
+            self.lows.pop_back();
+        }
+        self.lows.push_back((second, price));
+    }
+
+    /// Drops the seconds older than the window ending in `now_ns`'s second.
+    fn expire(&mut self, now_ns: u64) {
+        let first = (now_ns / SECOND_NS).saturating_sub(DAY_SECS);
+        while self.buckets.front().is_some_and(|b| b.second < first) {
+            let gone = self.buckets.pop_front().expect("a front bucket");
+            self.volume -= gone.volume;
+        }
+        while self.highs.front().is_some_and(|&(s, _)| s < first) {
+            self.highs.pop_front();
+        }
+        while self.lows.front().is_some_and(|&(s, _)| s < first) {
+            self.lows.pop_front();
+        }
+    }
+
+    fn open(&self) -> Option<PriceTicks> {
+        self.buckets.front().map(|b| b.open)
+    }
+
+    fn high(&self) -> Option<PriceTicks> {
+        self.highs.front().map(|&(_, p)| p)
+    }
+
+    fn low(&self) -> Option<PriceTicks> {
+        self.lows.front().map(|&(_, p)| p)
+    }
 }
 
 impl BookMirror {
@@ -45,6 +122,7 @@ impl BookMirror {
             seq: 0,
             trades: VecDeque::new(),
             last_ticks: None,
+            day: DayStats::default(),
         }
     }
 
@@ -130,6 +208,8 @@ impl BookMirror {
 
     pub fn record_trade(&mut self, trade: Trade) {
         self.last_ticks = Some(trade.price_ticks);
+        self.day
+            .record(trade.ts_ns, trade.price_ticks, trade.qty_lots);
         self.trades.push_back(trade);
         while self.trades.len() > TRADES_KEPT_MAX {
             self.trades.pop_front();
@@ -148,14 +228,12 @@ impl BookMirror {
         })
     }
 
-    /// Last price, best bid and ask, and the 24 hours before `now_ns`: open, high, low, volume.
-    pub fn ticker_json(&self, now_ns: u64) -> Value {
-        let since = now_ns.saturating_sub(DAY_NS);
-        let day: Vec<&Trade> = self.trades.iter().filter(|t| t.ts_ns >= since).collect();
-        let volume: QtyLots = day.iter().map(|t| t.qty_lots).sum();
-        let high = day.iter().map(|t| t.price_ticks).max();
-        let low = day.iter().map(|t| t.price_ticks).min();
-        let open = day.first().map(|t| t.price_ticks);
+    /// Last price, best bid and ask, and the 24 hours before `now_ns` (to the second, see
+    /// [`DayStats`]): open, high, low, volume.
+    pub fn ticker_json(&mut self, now_ns: u64) -> Value {
+        self.day.expire(now_ns);
+        let day = &self.day;
+        let (open, high, low, volume) = (day.open(), day.high(), day.low(), day.volume);
         let opt = |v: Option<PriceTicks>| v.map(|p| self.price(p));
         json!({
             "type": "ticker",
@@ -232,6 +310,95 @@ mod tests {
             checksum_of(&asks, &bids),
             crc32fast::hash(b"101:2,102:0.5|100:1")
         );
+    }
+
+    fn spec() -> InstrumentSpec {
+        engine::defaults::instruments().remove(0)
+    }
+
+    fn trade(ts_ns: u64, price_ticks: PriceTicks, qty_lots: QtyLots) -> Trade {
+        Trade {
+            trade_id: ts_ns,
+            ts_ns,
+            price_ticks,
+            qty_lots,
+            aggressor: Side::Buy,
+        }
+    }
+
+    /// The ticker's four figures computed the plain way, over every trade of the window.
+    fn by_hand(trades: &[Trade], now_ns: u64) -> [Option<i64>; 4] {
+        let first = (now_ns / SECOND_NS).saturating_sub(DAY_SECS);
+        let day: Vec<&Trade> = trades
+            .iter()
+            .filter(|t| t.ts_ns / SECOND_NS >= first)
+            .collect();
+        [
+            day.first().map(|t| t.price_ticks),
+            day.iter().map(|t| t.price_ticks).max(),
+            day.iter().map(|t| t.price_ticks).min(),
+            Some(day.iter().map(|t| t.qty_lots).sum()),
+        ]
+    }
+
+    fn figures(book: &mut BookMirror, now_ns: u64) -> [Option<i64>; 4] {
+        book.day.expire(now_ns);
+        [
+            book.day.open(),
+            book.day.high(),
+            book.day.low(),
+            Some(book.day.volume),
+        ]
+    }
+
+    #[test]
+    fn the_rolling_day_matches_a_scan_of_every_trade() {
+        let mut book = BookMirror::new(spec());
+        let mut trades = Vec::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut ts_ns = 0;
+        for _ in 0..20_000 {
+            // Steps from a nanosecond to over an hour: many trades per second, quiet hours.
+            ts_ns += 1 + next(10) * 10u64.pow(next(13) as u32);
+            let t = trade(ts_ns, 1_000 + next(500) as i64, 1 + next(9) as i64);
+            book.record_trade(t.clone());
+            trades.push(t);
+            if next(7) == 0 {
+                assert_eq!(
+                    figures(&mut book, ts_ns),
+                    by_hand(&trades, ts_ns),
+                    "at {ts_ns}"
+                );
+            }
+        }
+        let later = ts_ns + 23 * 3_600 * SECOND_NS;
+        assert_eq!(figures(&mut book, later), by_hand(&trades, later));
+        let after_a_day = ts_ns + 25 * 3_600 * SECOND_NS;
+        assert_eq!(figures(&mut book, after_a_day), [None, None, None, Some(0)]);
+    }
+
+    #[test]
+    fn the_day_counts_every_trade_not_only_those_kept_for_rest() {
+        let mut book = BookMirror::new(spec());
+        let trades = TRADES_KEPT_MAX as u64 + 500;
+        for i in 0..trades {
+            book.record_trade(trade(
+                1_000 * SECOND_NS + i * 1_000,
+                2_000 + (i % 7) as i64,
+                1,
+            ));
+        }
+        assert_eq!(book.trades.len(), TRADES_KEPT_MAX);
+        let ticker = book.ticker_json(1_001 * SECOND_NS);
+        assert_eq!(ticker["volume_24h"], book.qty(trades as i64));
+        assert_eq!(ticker["open_24h"], book.price(2_000));
+        assert_eq!(ticker["high_24h"], book.price(2_006));
     }
 
     #[test]

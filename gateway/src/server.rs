@@ -14,14 +14,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use engine::runtime::{self, EngineHandle, EngineOptions, SystemClock};
+use engine::runtime::{self, EngineHandle, EngineOptions, IdleStrategy, SystemClock};
 use engine::ExchangeCommand;
 use ledger::Ratio;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::config::ServeConfig;
+use crate::config::{IdleMode, ServeConfig};
 use crate::custody::chain::ChainAdapter;
 use crate::hub::{self, Shared};
 use crate::protocol;
@@ -38,7 +38,14 @@ pub struct Running {
     engine: Option<EngineHandle>,
     stop_http: Option<oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<()>>,
-    hub: Option<thread::JoinHandle<()>>,
+    hub: Option<Hub>,
+}
+
+/// Where the hub runs: its own thread when the server parks, a task of the gateway's runtime
+/// when it spins (one spinning thread fewer).
+enum Hub {
+    Thread(thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
 }
 
 /// Starts everything; returns once the HTTP listener is bound.
@@ -49,8 +56,13 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     let exchange = config.exchange();
     let mut options = EngineOptions::new(&config.server.data);
     options.durability = config.server.durability.durability();
-    options.idle.spins = config.server.engine_idle_spins;
-    options.idle.yields = 0;
+    match config.server.idle {
+        IdleMode::Park => {
+            options.idle.spins = config.server.engine_idle_spins.into();
+            options.idle.yields = 0;
+        }
+        IdleMode::Spin => options.idle = IdleStrategy::SPIN,
+    }
     let engine = tokio::task::block_in_place(|| {
         runtime::start(options, &exchange, Box::new(SystemClock::default()))
     })
@@ -71,10 +83,15 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     ));
     let outbound = engine.outbound().clone();
     let hub_shared = shared.clone();
-    let hub = thread::Builder::new()
-        .name("kinko-hub".into())
-        .spawn(move || hub::run(hub_shared, outbound))
-        .map_err(|e| e.to_string())?;
+    let hub = match config.server.idle {
+        IdleMode::Park => Hub::Thread(
+            thread::Builder::new()
+                .name("kinko-hub".into())
+                .spawn(move || hub::run(hub_shared, outbound))
+                .map_err(|e| e.to_string())?,
+        ),
+        IdleMode::Spin => Hub::Task(tokio::spawn(hub::run_polling(hub_shared, outbound))),
+    };
     if engine.recovery.created {
         bootstrap(&config, &engine, &shared).await?;
     }
@@ -150,8 +167,14 @@ impl Running {
         }
         let engine = self.engine.take().expect("running");
         let last = tokio::task::block_in_place(|| engine.shutdown())?;
-        if let Some(hub) = self.hub.take() {
-            let _ = hub.join();
+        match self.hub.take() {
+            Some(Hub::Thread(hub)) => {
+                let _ = hub.join();
+            }
+            Some(Hub::Task(hub)) => {
+                let _ = hub.await;
+            }
+            None => {}
         }
         Ok(last)
     }
@@ -356,6 +379,9 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+/// The WebSocket read buffer of one connection.
+const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
+
 async fn ws(
     upgrade: WebSocketUpgrade,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
@@ -365,6 +391,10 @@ async fn ws(
     upgrade
         .max_message_size(frame_bytes_max)
         .max_frame_size(frame_bytes_max)
+        // Each read zero-fills the free part of this buffer (tungstenite 0.29): at the default
+        // 128 KiB that memset was the largest cost of a small request on a spinning server.
+        // Requests are small; a larger frame is read across several reads.
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| crate::session::run(socket, shared, peer))
 }
 

@@ -144,17 +144,35 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
                 }
             }
             outgoing = rx.recv() => {
-                let reply = match outgoing {
-                    Some(Outgoing::Text(text)) => Message::Text(Utf8Bytes::from(text.as_ref())),
-                    Some(Outgoing::Ack { token, seq, events, key, .. }) => Message::Text(session.on_ack(token, seq, &events, key).to_string().into()),
-                    Some(Outgoing::Close(reason)) => break Some((1008, reason)),
-                    Some(Outgoing::Event { .. }) => continue,
-                    None => break None,
-                };
-                match timed(sink.send(reply)).await {
-                    Sent::Done => {}
-                    Sent::Failed => break None,
-                    Sent::Stalled => break Some((1008, "slow_consumer")),
+                // This message and whatever else the hub has queued already, in one write.
+                let mut next = outgoing;
+                let mut replies = Vec::new();
+                let mut end = None;
+                loop {
+                    match next {
+                        Some(Outgoing::Text(text)) => replies.push(Message::Text(Utf8Bytes::from(text.as_ref()))),
+                        Some(Outgoing::Ack { token, seq, events, key, .. }) => replies.push(Message::Text(session.on_ack(token, seq, &events, key).to_string().into())),
+                        Some(Outgoing::Close(reason)) => end = Some(Some((1008, reason))),
+                        Some(Outgoing::Event { .. }) => {}
+                        None => end = Some(None),
+                    }
+                    if end.is_some() || replies.len() >= OUTGOING_BATCH_MAX {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(outgoing) => next = Some(outgoing),
+                        Err(_) => break,
+                    }
+                }
+                if !replies.is_empty() {
+                    match timed(send_messages(&mut sink, replies)).await {
+                        Sent::Done => {}
+                        Sent::Failed => break None,
+                        Sent::Stalled => break Some((1008, "slow_consumer")),
+                    }
+                }
+                if let Some(close) = end {
+                    break close;
                 }
             }
             _ = kill.notified() => break Some((1008, "slow_consumer")),
@@ -195,7 +213,19 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
         let _ = timed(sink.send(Message::Close(Some(frame)))).await;
         // Keep reading until the peer answers the close, so the handshake completes.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = stream.next().await {}
+            loop {
+                match stream.next().await {
+                    Some(Ok(_)) => continue,
+                    // A stream broken by the peer (an oversized frame) reads no further, and a
+                    // socket closed with unread bytes resets the connection, which can discard
+                    // the error and the close frame before the peer reads them: linger first.
+                    Some(Err(_)) => {
+                        tokio::time::sleep(CLOSE_LINGER).await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
         })
         .await;
     }
@@ -347,11 +377,33 @@ async fn send_all<S>(sink: &mut S, replies: Vec<Value>) -> Result<(), S::Error>
 where
     S: futures_util::Sink<Message> + Unpin,
 {
-    for reply in replies {
-        sink.send(Message::Text(reply.to_string().into())).await?;
-    }
-    Ok(())
+    let messages = replies
+        .into_iter()
+        .map(|reply| Message::Text(reply.to_string().into()));
+    send_messages(sink, messages).await
 }
+
+/// Queues every message, then flushes once: one write to the socket for all of them, where a
+/// `send` each would make a system call each (an order's acknowledgement, executions and
+/// balances arrive together).
+async fn send_messages<S>(
+    sink: &mut S,
+    messages: impl IntoIterator<Item = Message>,
+) -> Result<(), S::Error>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    for message in messages {
+        sink.feed(message).await?;
+    }
+    sink.flush().await
+}
+
+/// How long a connection whose peer broke the protocol stays open after its close frame.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
+/// At most this many queued outgoing messages are written together.
+const OUTGOING_BATCH_MAX: usize = 64;
 
 impl Session {
     fn handle(&mut self, text: &str) -> (Vec<Value>, Flow) {
@@ -659,7 +711,7 @@ impl Session {
         let mut inner = self.shared.inner.lock();
         let now_ns = inner.last_ts_ns;
         for (kind, instrument, name) in parsed {
-            let book = &inner.books[instrument as usize];
+            let book = &mut inner.books[instrument as usize];
             let initial = match kind {
                 "book" if add => Some(book.snapshot_json(usize::MAX)),
                 "ticker" if add => Some(book.ticker_json(now_ns)),

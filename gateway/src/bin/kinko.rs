@@ -350,7 +350,9 @@ fn admin(connection: gateway::admin::Connection, action: AdminCmd) -> ExitCode {
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.idle.gateway_workers(cores))
         .enable_all()
         .build()
         .expect("tokio runtime");
