@@ -4,14 +4,22 @@
 
 use std::net::SocketAddr;
 
-use gateway::config::{default_config, DurabilityName, ServeConfig, Transport};
+use gateway::config::{default_config, DurabilityName, IdleMode, ServeConfig, Transport};
 use tokio::runtime::Runtime;
 
-use crate::measure::{Percentiles, Row};
+use crate::measure::{probe_stalls, Percentiles, Row, Stalls};
 use crate::scenarios::journal::scratch_dir;
 
 /// How long each row offers its rate.
 pub const RUN_SECONDS: u64 = 2;
+
+/// How long the two-core stall probe spins.
+pub fn stall_probe(length: crate::scenarios::Length) -> std::time::Duration {
+    match length {
+        crate::scenarios::Length::Full => std::time::Duration::from_secs(2),
+        crate::scenarios::Length::Quick => std::time::Duration::from_millis(500),
+    }
+}
 
 /// The server of one row.
 #[derive(Clone, Copy, Debug)]
@@ -30,15 +38,54 @@ pub struct Sampled {
     pub achieved_per_sec: f64,
 }
 
+/// How a row's server runs: the journal's durability and how the server's threads wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `durability = "process"`, `idle = "park"`: the default configuration (in plain TCP).
+    Process,
+    /// `durability = "fsync"`, `idle = "park"`.
+    Fsync,
+    /// `durability = "process"`, `idle = "spin"`: the engine thread spins on one core and the
+    /// gateway polls on one runtime thread, which the load generator's tasks share.
+    Spin,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Process, Mode::Fsync, Mode::Spin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Process => "process",
+            Mode::Fsync => "fsync",
+            Mode::Spin => "spin",
+        }
+    }
+
+    fn durability(self) -> DurabilityName {
+        match self {
+            Mode::Process | Mode::Spin => DurabilityName::Process,
+            Mode::Fsync => DurabilityName::Fsync,
+        }
+    }
+
+    fn idle(self) -> IdleMode {
+        match self {
+            Mode::Process | Mode::Fsync => IdleMode::Park,
+            Mode::Spin => IdleMode::Spin,
+        }
+    }
+}
+
 /// The default configuration on ephemeral loopback ports, with limits no load here reaches, in
 /// plain TCP: the figures of docs/PERFORMANCE.md were measured without TLS and stay comparable.
-pub fn config(dir: &std::path::Path, durability: DurabilityName) -> ServeConfig {
+pub fn config(dir: &std::path::Path, mode: Mode) -> ServeConfig {
     let mut config = default_config();
     config.server.data = dir.to_path_buf();
     config.server.http = "127.0.0.1:0".parse().unwrap();
     config.server.fix = "127.0.0.1:0".parse().unwrap();
     config.server.transport = Transport::Plaintext;
-    config.server.durability = durability;
+    config.server.durability = mode.durability();
+    config.server.idle = mode.idle();
     config.limits.connection_rate_per_sec = 1_000_000;
     config.limits.connection_burst = 1_000_000;
     config.limits.account_rate_per_sec = 1_000_000;
@@ -46,32 +93,34 @@ pub fn config(dir: &std::path::Path, durability: DurabilityName) -> ServeConfig 
     config
 }
 
-/// For each durability mode and rate, a fresh server and `measure(runtime, server, rate)`; rows
-/// named `{scenario}:{mode}:{series}@{rate}`. The server runs on two tokio workers, as
-/// `kinko serve` does on this machine; `measure` may use the runtime for its own tasks.
+/// For each mode and rate, a fresh server and `measure(runtime, server, rate, mode)`; rows named
+/// `{scenario}:{mode}:{series}@{rate}`. The server runs on as many tokio workers as `kinko serve`
+/// gives it on this machine in that mode (both cores parking, one spinning); `measure` may use
+/// the runtime for its own tasks.
 pub fn run_rates(
     scenario: &str,
     rates: &[u64],
-    mut measure: impl FnMut(&Runtime, Served, u64) -> Sampled,
+    mut measure: impl FnMut(&Runtime, Served, u64, Mode) -> Sampled,
 ) -> Vec<Row> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
-    for durability in [DurabilityName::Process, DurabilityName::Fsync] {
-        let mode = format!("{durability:?}").to_lowercase();
+    for mode in Mode::ALL {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(mode.idle().gateway_workers(cores))
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let mode_name = mode.name();
         for &rate in rates {
-            let dir = scratch_dir(&format!("{scenario}-{mode}-{rate}"));
+            let dir = scratch_dir(&format!("{scenario}-{mode_name}-{rate}"));
             let running = runtime
-                .block_on(gateway::server::start(config(&dir, durability)))
+                .block_on(gateway::server::start(config(&dir, mode)))
                 .expect("server starts");
             let served = Served {
                 http: running.http,
                 fix: running.fix,
             };
-            let sampled = measure(&runtime, served, rate);
+            let sampled = measure(&runtime, served, rate, mode);
             let _ = runtime.block_on(running.shutdown());
             let _ = std::fs::remove_dir_all(&dir);
             // The master key of API-key secrets lives beside the data folder, never in it.
@@ -79,7 +128,7 @@ pub fn run_rates(
             let count = sampled.series.first().map_or(0, |(_, s)| s.len()) as u64;
             for (suffix, samples) in &sampled.series {
                 rows.push(Row {
-                    scenario: format!("{scenario}:{mode}:{suffix}@{rate}"),
+                    scenario: format!("{scenario}:{mode_name}:{suffix}@{rate}"),
                     count,
                     ops_per_sec: sampled.achieved_per_sec,
                     offered_per_sec: Some(rate),
@@ -90,4 +139,58 @@ pub fn run_rates(
         }
     }
     rows
+}
+
+/// A latency bar of an issue at one offered rate, judged on the `ack` rows of the `process` and
+/// `spin` modes (both `process` durability, which is what the bars name): one line per row found.
+pub fn bar_notes(
+    scenario: &str,
+    issue: &str,
+    rate: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+    rows: &[Row],
+) -> Vec<String> {
+    let verdict = |ns: u64, bar_ns: u64| if ns < bar_ns { "met" } else { "MISSED" };
+    [Mode::Process, Mode::Spin]
+        .iter()
+        .filter_map(|mode| {
+            let name = format!("{scenario}:{}:ack@{rate}", mode.name());
+            let row = rows.iter().find(|row| row.scenario == name)?;
+            let (p50, p99) = (row.latency.p50_ns, row.latency.p99_ns);
+            Some(format!(
+                "bar ({issue}) at {rate}/s: {name} p50 {:.1} µs < {} µs {}; p99 {:.1} µs < {} µs {}",
+                p50 as f64 / 1_000.0,
+                p50_ns / 1_000,
+                verdict(p50, p50_ns),
+                p99 as f64 / 1_000.0,
+                p99_ns / 1_000,
+                verdict(p99, p99_ns),
+            ))
+        })
+        .collect()
+}
+
+/// What the platform takes from two threads spinning at once, one per core, as the `spin` rows'
+/// engine thread and runtime thread do: the floor under their tails.
+pub fn two_core_stalls(duration: std::time::Duration) -> String {
+    let [a, b]: [Stalls; 2] = std::thread::scope(|scope| {
+        let probes = [(); 2].map(|()| scope.spawn(move || probe_stalls(duration)));
+        probes.map(|probe| probe.join().expect("stall probe"))
+    });
+    let one = |s: Stalls| {
+        format!(
+            "{:.0} stalls/s over {} µs, {:.2}% of the time, longest {:.2} ms",
+            s.per_sec,
+            crate::measure::STALL_NS_MIN / 1_000,
+            100.0 * s.time_share,
+            s.max_ns as f64 / 1e6
+        )
+    };
+    format!(
+        "platform, two threads spinning at once for {:.1} s (the `spin` rows' floor): {}; {}",
+        duration.as_secs_f64(),
+        one(a),
+        one(b)
+    )
 }
