@@ -287,7 +287,13 @@ fn simulated_chain(start: &ExchangeSnapshot) -> crate::custody::chain::Simulated
 pub async fn run_polling(shared: Arc<Shared>, outbound: Receiver<Published>) {
     loop {
         match outbound.try_recv() {
-            Ok(batch) => publish(&shared, &batch),
+            Ok(batch) => {
+                let rest = publish_acks(&shared, &batch);
+                // The sessions write the acknowledgements before market data and balances are
+                // formatted: those are not on an order's path to its answer.
+                tokio::task::yield_now().await;
+                publish_rest(&shared, &batch, rest);
+            }
             Err(crossbeam::channel::TryRecvError::Empty) => tokio::task::yield_now().await,
             Err(crossbeam::channel::TryRecvError::Disconnected) => return,
         }
@@ -334,6 +340,23 @@ fn key_changes_journaled(
 type KeyOutcome = Box<serde_json::Map<String, serde_json::Value>>;
 
 fn publish(shared: &Shared, batch: &Published) {
+    let rest = publish_acks(shared, batch);
+    publish_rest(shared, batch, rest);
+}
+
+/// What a batch has left to publish once its acknowledgements and executions are out.
+struct Rest {
+    slow: Vec<Slow>,
+    rotated: Vec<String>,
+}
+
+/// The first half of publishing a batch: each acknowledgement to its session and each execution
+/// to the sessions of its account, in sequence, with the open-order and custody mirrors moved
+/// along. Market data and balances follow in [`publish_rest`]; a spinning hub lets the sessions
+/// write their acknowledgements in between. Either way each session receives its messages in
+/// sequence order, and a book's snapshot and updates stay in step (the book mirror moves in the
+/// second half, under the same lock as its updates are formatted).
+fn publish_acks(shared: &Shared, batch: &Published) -> Rest {
     let (mut key_outcomes, rotated) = key_changes_journaled(shared, batch);
     let mut slow = Vec::new();
     let mut inner = shared.inner.lock();
@@ -344,7 +367,19 @@ fn publish(shared: &Shared, batch: &Published) {
     for ack in &batch.acks {
         let events = batch.events_of(ack);
         count_rejects(&shared.metrics, events);
-        if let Some(entry) = inner.sessions.get(&(ack.token >> 32)) {
+        // The acknowledging session is woken last: a runtime thread runs the task it woke last
+        // first (tokio's LIFO slot), and the acknowledgement is what its client waits for.
+        let own = ack.token >> 32;
+        let (mine, others): (Vec<_>, Vec<_>) =
+            executions_to_deliver(shared, &inner, (ack.seq, ack.ts_ns), events)
+                .into_iter()
+                .partition(|(id, _)| *id == own);
+        for (session, message) in others {
+            if let Some(entry) = inner.sessions.get(&session) {
+                deliver(entry, message, &mut slow);
+            }
+        }
+        if let Some(entry) = inner.sessions.get(&own) {
             let message = Outgoing::Ack {
                 token: ack.token,
                 seq: ack.seq,
@@ -353,23 +388,37 @@ fn publish(shared: &Shared, batch: &Published) {
                 key: key_outcomes.remove(&ack.token),
             };
             deliver(entry, message, &mut slow);
+            for (_, message) in mine {
+                deliver(entry, message, &mut slow);
+            }
         }
-        fan_out_executions(shared, &inner, (ack.seq, ack.ts_ns), events, &mut slow);
         track_orders(&mut inner, events);
         inner.custody.apply(ack.seq, events);
     }
+    Rest { slow, rotated }
+}
+
+/// The second half: level-2 updates, trades and tickers, and balances.
+fn publish_rest(shared: &Shared, batch: &Published, rest: Rest) {
+    let Rest { mut slow, rotated } = rest;
+    let mut inner = shared.inner.lock();
     publish_market(&mut inner, batch, &mut slow);
     for &(account, asset, balance) in &batch.balances {
         inner.balances.insert((account, asset), balance);
+        // Balances go to WebSocket sessions only (FIX 4.4 order entry has no message for them).
+        let mut listeners = inner
+            .sessions
+            .values()
+            .filter(|e| e.account == Some(account) && e.wire == Wire::Json)
+            .peekable();
+        if listeners.peek().is_none() {
+            continue;
+        }
         let text: Arc<str> = shared
             .balance_json(account, asset, balance)
             .to_string()
             .into();
-        for entry in inner
-            .sessions
-            .values()
-            .filter(|e| e.account == Some(account))
-        {
+        for entry in listeners {
             deliver(entry, Outgoing::Text(text.clone()), &mut slow);
         }
     }
@@ -550,35 +599,44 @@ pub fn fill_fee(
     }
 }
 
-fn fan_out_executions(
+/// The execution reports of one command's events, by session: JSON to the WebSocket sessions of
+/// each account concerned, the raw event to its FIX sessions; in event order.
+fn executions_to_deliver(
     shared: &Shared,
     inner: &Inner,
     (seq, ts_ns): (u64, u64),
     events: &[ExchangeEvent],
-    slow: &mut Vec<Slow>,
-) {
+) -> Vec<(u64, Outgoing)> {
+    let mut out = Vec::new();
     for (index, event) in events.iter().enumerate() {
         let ExchangeEvent::Order(order_event) = event else {
             continue;
         };
         let fee = fill_fee(&shared.exchange, events, index);
-        let reports = executions(&shared.exchange, seq, index, order_event, fee);
+        let listens = |account: AccountId| {
+            inner
+                .sessions
+                .values()
+                .any(|e| e.account == Some(account) && e.wire == Wire::Json)
+        };
+        let reports = executions(&shared.exchange, seq, index, order_event, fee, listens);
         let accounts: BTreeSet<AccountId> = reports.iter().map(|(account, _)| *account).collect();
         for (account, message) in reports {
+            let Some(message) = message else { continue };
             let text: Arc<str> = message.to_string().into();
-            for entry in inner
-                .sessions
-                .values()
-                .filter(|e| e.account == Some(account) && e.wire == Wire::Json)
-            {
-                deliver(entry, Outgoing::Text(text.clone()), slow);
-            }
+            out.extend(
+                inner
+                    .sessions
+                    .iter()
+                    .filter(|(_, e)| e.account == Some(account) && e.wire == Wire::Json)
+                    .map(|(&id, _)| (id, Outgoing::Text(text.clone()))),
+            );
         }
         for account in accounts {
-            for entry in inner
+            for (&id, _) in inner
                 .sessions
-                .values()
-                .filter(|e| e.account == Some(account) && e.wire == Wire::Raw)
+                .iter()
+                .filter(|(_, e)| e.account == Some(account) && e.wire == Wire::Raw)
             {
                 let raw = Outgoing::Event {
                     seq,
@@ -587,10 +645,11 @@ fn fan_out_executions(
                     event: *order_event,
                     fee,
                 };
-                deliver(entry, raw, slow);
+                out.push((id, raw));
             }
         }
     }
+    out
 }
 
 fn publish_market(inner: &mut Inner, batch: &Published, slow: &mut Vec<Slow>) {

@@ -451,15 +451,18 @@ fn cancel_reason(reason: CancelReason) -> String {
     snake(&format!("{reason:?}"))
 }
 
-/// The execution reports an order event yields, one per account it concerns: `(account, json)`.
-/// `exec_id` is `"{seq}-{index}"`, unique across the exchange's life.
+/// The execution reports an order event yields, one per account it concerns: `(account, json)`,
+/// the JSON only for the accounts `wanted` accepts (formatting it is most of the cost, and an
+/// account with no WebSocket session has no use for it). `exec_id` is `"{seq}-{index}"`, unique
+/// across the exchange's life.
 pub fn executions(
     config: &ExchangeConfig,
     seq: u64,
     index: usize,
     event: &Event,
     fee: Option<(i64, i64, u8)>,
-) -> Vec<(AccountId, Value)> {
+    wanted: impl Fn(AccountId) -> bool,
+) -> Vec<(AccountId, Option<Value>)> {
     let spec = |i: InstrumentId| &config.instruments[i as usize];
     let exec_id = format!("{seq}-{index}");
     let base = |account: AccountId,
@@ -496,7 +499,8 @@ pub fn executions(
             );
             vec![(
                 account,
-                merge(base(account, instrument, order_id, side, "accepted"), extra),
+                wanted(account)
+                    .then(|| merge(base(account, instrument, order_id, side, "accepted"), extra)),
             )]
         }
         Event::Fill {
@@ -526,25 +530,29 @@ pub fn executions(
             vec![
                 (
                     maker_account,
-                    fill(
-                        maker_account,
-                        maker_order_id,
-                        aggressor.opposite(),
-                        "maker",
-                        maker_qty_open,
-                        fee_maker,
-                    ),
+                    wanted(maker_account).then(|| {
+                        fill(
+                            maker_account,
+                            maker_order_id,
+                            aggressor.opposite(),
+                            "maker",
+                            maker_qty_open,
+                            fee_maker,
+                        )
+                    }),
                 ),
                 (
                     taker_account,
-                    fill(
-                        taker_account,
-                        taker_order_id,
-                        aggressor,
-                        "taker",
-                        taker_qty_open,
-                        fee_taker,
-                    ),
+                    wanted(taker_account).then(|| {
+                        fill(
+                            taker_account,
+                            taker_order_id,
+                            aggressor,
+                            "taker",
+                            taker_qty_open,
+                            fee_taker,
+                        )
+                    }),
                 ),
             ]
         }
@@ -560,7 +568,8 @@ pub fn executions(
             let extra = json!({"price": s.ticks_to_price(price_ticks).to_string(), "qty": s.lots_to_qty(qty_lots).to_string()});
             vec![(
                 account,
-                merge(base(account, instrument, order_id, side, "rested"), extra),
+                wanted(account)
+                    .then(|| merge(base(account, instrument, order_id, side, "rested"), extra)),
             )]
         }
         Event::Cancelled {
@@ -577,10 +586,12 @@ pub fn executions(
             let extra = json!({"qty": s.lots_to_qty(qty_lots).to_string(), "leaves_qty": s.lots_to_qty(qty_open).to_string(), "reason": cancel_reason(reason)});
             vec![(
                 account,
-                merge(
-                    base(account, instrument, order_id, side, "cancelled"),
-                    extra,
-                ),
+                wanted(account).then(|| {
+                    merge(
+                        base(account, instrument, order_id, side, "cancelled"),
+                        extra,
+                    )
+                }),
             )]
         }
         Event::Replaced {
@@ -601,7 +612,8 @@ pub fn executions(
             });
             vec![(
                 account,
-                merge(base(account, instrument, order_id, side, "replaced"), extra),
+                wanted(account)
+                    .then(|| merge(base(account, instrument, order_id, side, "replaced"), extra)),
             )]
         }
         Event::Expired {
@@ -614,7 +626,8 @@ pub fn executions(
             let extra = json!({"qty": spec(instrument).lots_to_qty(qty_lots).to_string()});
             vec![(
                 account,
-                merge(base(account, instrument, order_id, side, "expired"), extra),
+                wanted(account)
+                    .then(|| merge(base(account, instrument, order_id, side, "expired"), extra)),
             )]
         }
         Event::Triggered {
@@ -629,10 +642,12 @@ pub fn executions(
             let extra = json!({"stop_price": s.ticks_to_price(stop_ticks).to_string(), "last_price": s.ticks_to_price(last_ticks).to_string()});
             vec![(
                 account,
-                merge(
-                    base(account, instrument, order_id, side, "triggered"),
-                    extra,
-                ),
+                wanted(account).then(|| {
+                    merge(
+                        base(account, instrument, order_id, side, "triggered"),
+                        extra,
+                    )
+                }),
             )]
         }
         _ => Vec::new(),
@@ -666,6 +681,39 @@ mod tests {
             parse(r#"{"type":"ping","req_id":9}"#),
             Ok(Request::Ping(_))
         ));
+    }
+
+    #[test]
+    fn executions_are_formatted_only_for_the_accounts_wanted() {
+        let config = engine::defaults::config();
+        let fill = Event::Fill {
+            instrument: 0,
+            maker_order_id: 7,
+            taker_order_id: 8,
+            maker_account: 1,
+            taker_account: 2,
+            price_ticks: 15_000_000,
+            qty_lots: 2_000,
+            aggressor: Side::Buy,
+            maker_qty_open: 3_000,
+            taker_qty_open: 0,
+        };
+        let all = executions(&config, 5, 0, &fill, None, |_| true);
+        let taker_only = executions(&config, 5, 0, &fill, None, |account| account == 2);
+        let accounts = |reports: &[(AccountId, Option<Value>)]| -> Vec<AccountId> {
+            reports.iter().map(|(account, _)| *account).collect()
+        };
+        // The same accounts either way (a FIX session is found by them), the JSON only if wanted.
+        assert_eq!(accounts(&all), vec![1, 2]);
+        assert_eq!(accounts(&taker_only), vec![1, 2]);
+        assert!(taker_only[0].1.is_none());
+        assert_eq!(taker_only[1].1, all[1].1);
+        let taker = all[1].1.as_ref().unwrap();
+        assert_eq!(
+            (taker["exec"].as_str(), taker["liquidity"].as_str()),
+            (Some("fill"), Some("taker"))
+        );
+        assert_eq!(all[0].1.as_ref().unwrap()["leaves_qty"], "0.3");
     }
 
     #[test]
