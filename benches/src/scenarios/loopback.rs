@@ -194,3 +194,78 @@ pub fn two_core_stalls(duration: std::time::Duration) -> String {
         one(b)
     )
 }
+
+/// Bytes of one echo: about an order's JSON.
+const ECHO_BYTES: usize = 200;
+
+/// The floor under the `ws` and `fix` round trips: one thread echoing 200-byte messages back on a
+/// loopback TCP connection to another, which sends one every `1/rate` s (spinning until it is due)
+/// and times each from its scheduled send to its echo. With `spin` both ends poll non-blocking
+/// sockets and never sleep (the `spin` rows' setting); without, both block in `read` between
+/// messages, as a parking server and its client do. No Kinko code runs: what this costs is the
+/// kernel's and the machine's.
+pub fn echo_floor(rate: u64, duration: std::time::Duration, spin: bool) -> Percentiles {
+    use std::io::{ErrorKind, Read, Write};
+    fn read_some(stream: &mut std::net::TcpStream, buffer: &mut [u8], spin: bool) -> usize {
+        loop {
+            match stream.read(buffer) {
+                Ok(read) => return read,
+                Err(e) if spin && e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+                Err(e) => panic!("echo: {e}"),
+            }
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let echo = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_nonblocking(spin).expect("blocking mode");
+        let mut buffer = [0u8; ECHO_BYTES];
+        loop {
+            let read = read_some(&mut stream, &mut buffer, spin);
+            if read == 0 {
+                return;
+            }
+            stream.write_all(&buffer[..read]).expect("echo");
+        }
+    });
+    let mut client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_nodelay(true).expect("nodelay");
+    client.set_nonblocking(spin).expect("blocking mode");
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let message = [7u8; ECHO_BYTES];
+    let mut buffer = [0u8; ECHO_BYTES];
+    let mut samples = Vec::with_capacity(total as usize);
+    let start = std::time::Instant::now();
+    for step in 0..total {
+        let due_ns = crate::measure::scheduled_ns(step, rate);
+        while (start.elapsed().as_nanos() as u64) < due_ns {
+            std::hint::spin_loop();
+        }
+        client.write_all(&message).expect("send");
+        let mut got = 0;
+        while got < ECHO_BYTES {
+            got += read_some(&mut client, &mut buffer[got..], spin);
+        }
+        samples.push((start.elapsed().as_nanos() as u64).saturating_sub(due_ns));
+    }
+    drop(client);
+    echo.join().expect("echo thread");
+    Percentiles::from_samples(&samples)
+}
+
+/// [`echo_floor`] both ways at `rate`, as a note.
+pub fn echo_floor_note(rate: u64, duration: std::time::Duration) -> String {
+    let us = |ns: u64| ns as f64 / 1_000.0;
+    let [blocking, spinning] = [false, true].map(|spin| echo_floor(rate, duration, spin));
+    format!(
+        "floor: a bare loopback TCP echo of {ECHO_BYTES} bytes between two threads at {rate}/s, no Kinko \
+         code: p50 {:.1} µs, p99 {:.1} µs with both ends blocking in read (the process and fsync \
+         rows' floor); p50 {:.1} µs, p99 {:.1} µs with both ends spinning (the spin rows')",
+        us(blocking.p50_ns),
+        us(blocking.p99_ns),
+        us(spinning.p50_ns),
+        us(spinning.p99_ns)
+    )
+}

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::measure::scheduled_ns;
 use crate::scenarios::loopback::{
-    bar_notes, run_rates, stall_probe, two_core_stalls, Mode, Sampled, RUN_SECONDS,
+    bar_notes, echo_floor_note, run_rates, stall_probe, two_core_stalls, Mode, Sampled, RUN_SECONDS,
 };
 use crate::scenarios::{Length, Options, Report};
 
@@ -66,6 +66,7 @@ pub fn run(options: &Options) -> Report {
         "ws", "issue #6", BAR_RATE, BAR_P50_NS, BAR_P99_NS, &rows,
     ));
     notes.push(two_core_stalls(stall_probe(options.length)));
+    notes.push(echo_floor_note(BAR_RATE, stall_probe(options.length)));
     Report { notes, rows }
 }
 
