@@ -144,16 +144,15 @@ async fn run_rate_tasks(addr: SocketAddr, rate: u64) -> Sampled {
     }
     let mut schedule = Schedule::new(rate);
     for i in 0..total {
+        // Framed before it is due (its SendingTime a few microseconds early): the generator's
+        // own work is not the server's latency.
+        let (session, write) = &mut sessions[i % 2];
+        let order = frame(session.order(i).as_bytes());
         let due_ns = schedule.next_ns();
         while (start.elapsed().as_nanos() as u64) < due_ns {
             tokio::task::yield_now().await;
         }
-        let (session, write) = &mut sessions[i % 2];
-        let order = session.order(i);
-        write
-            .write_all(&frame(order.as_bytes()))
-            .await
-            .expect("send");
+        write.write_all(&order).await.expect("send");
     }
     let mut acks = Vec::with_capacity(total);
     for reader in readers {

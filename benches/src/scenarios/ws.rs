@@ -222,6 +222,17 @@ impl Conn {
         let due_ns = |sent: usize| scheduled_ns(2 * sent as u64 + index, rate);
         let mut ticker = tokio::time::interval(TICK);
         let mut sent = 0usize;
+        // Each order's text is made before it is due: the generator's own work is not the
+        // server's latency.
+        let order = |sent: usize| {
+            let req_id = sent as u64 + 1;
+            let order = json!({
+                "type": "new_order", "req_id": req_id, "instrument": "BTC/JPY", "side": side,
+                "order_type": "limit", "price": "15000000", "qty": "0.0001", "client_order_id": req_id,
+            });
+            Message::Text(order.to_string().into())
+        };
+        let mut next = order(0);
         while sent < total {
             match pacing {
                 Pacing::Ticks => {
@@ -243,14 +254,10 @@ impl Conn {
                     Pacing::Schedule => due_ns(sent),
                 };
                 scheduled.lock().unwrap().insert(req_id, at);
-                let order = json!({
-                    "type": "new_order", "req_id": req_id, "instrument": "BTC/JPY", "side": side,
-                    "order_type": "limit", "price": "15000000", "qty": "0.0001", "client_order_id": req_id,
-                });
-                sink.send(Message::Text(order.to_string().into()))
-                    .await
-                    .expect("send order");
+                let message = std::mem::replace(&mut next, Message::Text(Default::default()));
+                sink.send(message).await.expect("send order");
                 sent += 1;
+                next = order(sent);
             }
         }
         reader.await.expect("reader")
