@@ -61,7 +61,16 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
             options.idle.spins = config.server.engine_idle_spins.into();
             options.idle.yields = 0;
         }
-        IdleMode::Spin => options.idle = IdleStrategy::SPIN,
+        IdleMode::Spin => {
+            options.idle = IdleStrategy::SPIN;
+            let cores = thread::available_parallelism().map_or(1, |n| n.get());
+            if cores < 2 {
+                tracing::warn!(
+                    "idle = \"spin\" on {cores} core: the spinning engine thread and the gateway \
+                     share it and take turns by the scheduler's time slices; use \"park\""
+                );
+            }
+        }
     }
     let engine = tokio::task::block_in_place(|| {
         runtime::start(options, &exchange, Box::new(SystemClock::default()))

@@ -117,6 +117,8 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let mut ping = tokio::time::interval(idle / 4);
     let mut heard = Instant::now();
+    // The peer broke the protocol: its stream reads no further.
+    let mut broken = false;
     let close = loop {
         tokio::select! {
             message = stream.next() => {
@@ -124,7 +126,10 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
                     Some(Ok(message)) => message,
                     // The peer broke the protocol (an oversized frame among others): say so with
                     // the matching close code rather than dropping the connection.
-                    Some(Err(error)) => break Some(read_error_close(&error.to_string())),
+                    Some(Err(error)) => {
+                        broken = true;
+                        break Some(read_error_close(&error.to_string()));
+                    }
                     None => break None,
                 };
                 heard = Instant::now();
@@ -211,23 +216,18 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
             reason: Utf8Bytes::from(reason),
         };
         let _ = timed(sink.send(Message::Close(Some(frame)))).await;
-        // Keep reading until the peer answers the close, so the handshake completes.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                match stream.next().await {
-                    Some(Ok(_)) => continue,
-                    // A stream broken by the peer (an oversized frame) reads no further, and a
-                    // socket closed with unread bytes resets the connection, which can discard
-                    // the error and the close frame before the peer reads them: linger first.
-                    Some(Err(_)) => {
-                        tokio::time::sleep(CLOSE_LINGER).await;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-        })
-        .await;
+        if broken {
+            // Nothing more can be read, and a socket closed with unread bytes (the rest of an
+            // oversized frame) resets the connection, which can discard the error and the close
+            // frame before the peer reads them: linger first.
+            tokio::time::sleep(CLOSE_LINGER).await;
+        } else {
+            // Keep reading until the peer answers the close, so the handshake completes.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
     }
     session.finish();
 }
