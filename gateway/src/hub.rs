@@ -347,12 +347,12 @@ fn publish(shared: &Shared, batch: &Published) {
 /// What a batch has left to publish once its acknowledgements and executions are out.
 struct Rest {
     slow: Vec<Slow>,
-    rotated: Vec<String>,
 }
 
 /// The first half of publishing a batch: each acknowledgement to its session and each execution
-/// to the sessions of its account, in sequence, with the open-order and custody mirrors moved
-/// along. Market data and balances follow in [`publish_rest`]; a spinning hub lets the sessions
+/// to the sessions of its account, in sequence, with the open-order, custody and balance mirrors
+/// moved along, and the sessions of rotated keys closed. Market data and balance messages follow
+/// in [`publish_rest`]; a spinning hub lets the sessions
 /// write their acknowledgements in between. Either way each session receives its messages in
 /// sequence order, and a book's snapshot and updates stay in step (the book mirror moves in the
 /// second half, under the same lock as its updates are formatted).
@@ -395,16 +395,25 @@ fn publish_acks(shared: &Shared, batch: &Published) -> Rest {
         track_orders(&mut inner, events);
         inner.custody.apply(ack.seq, events);
     }
-    Rest { slow, rotated }
+    // The balance mirror moves with `seq_published` and the order mirror (a login, the account
+    // API and the custody status read them together); their messages follow in the second half.
+    for &(account, asset, balance) in &batch.balances {
+        inner.balances.insert((account, asset), balance);
+    }
+    drop(inner);
+    for key in rotated {
+        let closed = close_sessions_of_key(shared, &key, "key_rotated");
+        tracing::warn!("key {key} rotated; {closed} open session(s) closed");
+    }
+    Rest { slow }
 }
 
 /// The second half: level-2 updates, trades and tickers, and balances.
 fn publish_rest(shared: &Shared, batch: &Published, rest: Rest) {
-    let Rest { mut slow, rotated } = rest;
+    let Rest { mut slow } = rest;
     let mut inner = shared.inner.lock();
     publish_market(&mut inner, batch, &mut slow);
     for &(account, asset, balance) in &batch.balances {
-        inner.balances.insert((account, asset), balance);
         // Balances go to WebSocket sessions only (FIX 4.4 order entry has no message for them).
         let mut listeners = inner
             .sessions
@@ -424,10 +433,6 @@ fn publish_rest(shared: &Shared, batch: &Published, rest: Rest) {
     }
     drop(inner);
     close_slow(shared, slow);
-    for key in rotated {
-        let closed = close_sessions_of_key(shared, &key, "key_rotated");
-        tracing::warn!("key {key} rotated; {closed} open session(s) closed");
-    }
 }
 
 fn limit_price(kind: OrderKind) -> Option<PriceTicks> {

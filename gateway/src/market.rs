@@ -40,8 +40,8 @@ pub struct BookMirror {
 }
 
 /// The trades of the last 24 hours as one bucket per second: open, high, low and volume over the
-/// window in O(1) amortised per trade and per ticker, in at most 86,400 buckets per instrument
-/// however many trades there are. The window is whole seconds: the ticker at `now` covers the
+/// window in O(1) amortised per trade and per ticker, in at most 86,401 buckets per instrument
+/// however many trades there are (each trade expires what fell out of the window). The window is whole seconds: the ticker at `now` covers the
 /// trades stamped from the start of the second 24 hours before `now`'s second.
 #[derive(Default)]
 struct DayStats {
@@ -208,6 +208,8 @@ impl BookMirror {
 
     pub fn record_trade(&mut self, trade: Trade) {
         self.last_ticks = Some(trade.price_ticks);
+        // Expired here too, not only when a ticker is asked for: nobody may ever subscribe.
+        self.day.expire(trade.ts_ns);
         self.day
             .record(trade.ts_ns, trade.price_ticks, trade.qty_lots);
         self.trades.push_back(trade);
@@ -381,6 +383,20 @@ mod tests {
         assert_eq!(figures(&mut book, later), by_hand(&trades, later));
         let after_a_day = ts_ns + 25 * 3_600 * SECOND_NS;
         assert_eq!(figures(&mut book, after_a_day), [None, None, None, Some(0)]);
+    }
+
+    #[test]
+    fn the_day_forgets_what_left_it_even_if_nobody_asks_for_a_ticker() {
+        let mut book = BookMirror::new(spec());
+        // A trade a second for 2.3 days, prices falling then rising in waves.
+        for i in 0..200_000u64 {
+            book.record_trade(trade(i * SECOND_NS, 1_000 + (i % 100) as i64, 1));
+        }
+        let day = &book.day;
+        let window = DAY_SECS as usize + 1;
+        assert!(day.buckets.len() <= window, "{} buckets", day.buckets.len());
+        assert!(day.highs.len() <= window && day.lows.len() <= window);
+        assert_eq!(day.volume, window as i64);
     }
 
     #[test]

@@ -216,6 +216,8 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
             reason: Utf8Bytes::from(reason),
         };
         let _ = timed(sink.send(Message::Close(Some(frame)))).await;
+        // Out of the hub and its cancel-on-disconnect done now: neither waits for the peer.
+        session.finish();
         if broken {
             // Nothing more can be read, and a socket closed with unread bytes (the rest of an
             // oversized frame) resets the connection, which can discard the error and the close
@@ -228,8 +230,9 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
             })
             .await;
         }
+    } else {
+        session.finish();
     }
-    session.finish();
 }
 
 /// One request of the private HTTP API, as a session that lives for that request: the same
