@@ -156,6 +156,55 @@ async fn a_spinning_server_trades_stops_and_restarts_like_a_parking_one() {
     assert_eq!(ticker["last"], "15000000", "{ticker}");
     assert_eq!(ticker["best_ask"], "15000000", "{ticker}");
 
+    // A burst: ten buys sent before any answer is read, so that batches hold several commands;
+    // the spinning hub publishes each batch in two halves, and bob's private messages must still
+    // come in sequence order, each acknowledgement before its order's executions.
+    let mut req_ids = Vec::new();
+    for i in 0..10 {
+        req_ids.push(bob.send(json!({"type": "new_order", "instrument": "BTC/JPY", "side": "buy", "order_type": "limit", "price": "15000000", "qty": "0.01", "client_order_id": 10 + i})).await);
+    }
+    for &req_id in &req_ids {
+        let ack = bob.reply(req_id).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    bob.wait_balance("BTC", "10.3", "0").await;
+    let private: Vec<&Value> = bob
+        .seen
+        .iter()
+        .filter(|m| m["type"] == "ack" || m["type"] == "execution")
+        .collect();
+    let seqs: Vec<u64> = private.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs.len(),
+        private.len(),
+        "every ack and execution has a seq"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[0] <= w[1]),
+        "in sequence order: {seqs:?}"
+    );
+    let fills = private
+        .iter()
+        .filter(|m| m["exec"] == "fill" && m["liquidity"] == "taker")
+        .count();
+    assert_eq!(
+        fills, 11,
+        "the first buy and the ten of the burst, each filled once"
+    );
+    // Bob only takes (nothing of his rests), so each of his executions answers one of his orders.
+    for (at, execution) in private.iter().enumerate() {
+        if execution["type"] != "execution" {
+            continue;
+        }
+        let acked_before = private[..at]
+            .iter()
+            .any(|m| m["type"] == "ack" && m["seq"] == execution["seq"]);
+        assert!(
+            acked_before,
+            "an execution before its acknowledgement: {execution}"
+        );
+    }
+
     let stopped = tokio::time::timeout(Duration::from_secs(20), server.shutdown()).await;
     stopped.expect("a spinning server stops").unwrap();
     drop((alice, bob, carol));
@@ -165,6 +214,6 @@ async fn a_spinning_server_trades_stops_and_restarts_like_a_parking_one() {
     let (server, http) = start(spinning).await;
     let mut bob = Client::connect(http).await;
     bob.login_as("bob", false).await;
-    assert_eq!(bob.balance("BTC"), Some(("10.2".into(), "0".into())));
+    assert_eq!(bob.balance("BTC"), Some(("10.3".into(), "0".into())));
     server.shutdown().await.unwrap();
 }
