@@ -229,6 +229,11 @@ pub enum IdleMode {
     Spin,
 }
 
+/// The cores this process may run on.
+pub fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl IdleMode {
     /// The gateway runtime's worker threads on a machine of `cores`: all of them when parking,
     /// all but the engine's when spinning.

@@ -62,18 +62,18 @@ struct Bucket {
 
 impl DayStats {
     fn record(&mut self, ts_ns: u64, price: PriceTicks, qty: QtyLots) {
-        let second = ts_ns / SECOND_NS;
+        // Stamps never go backwards; a trade stamped earlier than the last bucket (a replay from
+        // elsewhere) joins the last one rather than reorder the window.
+        let last = self.buckets.back().map_or(0, |b| b.second);
+        let second = (ts_ns / SECOND_NS).max(last);
         match self.buckets.back_mut() {
-            // Stamps never go backwards; a trade stamped earlier than the last bucket (a replay
-            // from elsewhere) joins the last one rather than reorder the window.
-            Some(last) if last.second >= second => last.volume += qty,
+            Some(bucket) if bucket.second == second => bucket.volume += qty,
             _ => self.buckets.push_back(Bucket {
                 second,
                 open: price,
                 volume: qty,
             }),
         }
-        let second = self.buckets.back().map_or(second, |b| b.second);
         self.volume += qty;
         while self.highs.back().is_some_and(|&(_, p)| p <= price) {
             self.highs.pop_back();

@@ -63,7 +63,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
         }
         IdleMode::Spin => {
             options.idle = IdleStrategy::SPIN;
-            let cores = thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = crate::config::machine_cores();
             if cores < 2 {
                 tracing::warn!(
                     "idle = \"spin\" on {cores} core: the spinning engine thread and the gateway \

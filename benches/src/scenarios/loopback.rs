@@ -102,11 +102,13 @@ pub fn run_rates(
     rates: &[u64],
     mut measure: impl FnMut(&Runtime, Served, u64, Mode) -> Sampled,
 ) -> Vec<Row> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     for mode in Mode::ALL {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(mode.idle().gateway_workers(cores))
+            .worker_threads(
+                mode.idle()
+                    .gateway_workers(gateway::config::machine_cores()),
+            )
             .enable_all()
             .build()
             .expect("tokio runtime");

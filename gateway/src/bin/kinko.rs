@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gateway::config::{default_config, ServeConfig};
+use gateway::config::{default_config, machine_cores, ServeConfig};
 
 #[derive(Parser)]
 #[command(name = "kinko", version, about = "Kinko: a crypto-asset exchange core")]
@@ -350,9 +350,8 @@ fn admin(connection: gateway::admin::Connection, action: AdminCmd) -> ExitCode {
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.idle.gateway_workers(cores))
+        .worker_threads(config.server.idle.gateway_workers(machine_cores()))
         .enable_all()
         .build()
         .expect("tokio runtime");

@@ -261,7 +261,6 @@ impl Client {
         }
     }
 
-    /// Reads until the server's close frame and returns its code (`None`: closed without one).
     /// Waits for the server's close and checks its code, and the error it sent just before it.
     pub async fn closed_with(&mut self, close: u16, code: &str) {
         assert_eq!(self.close_code().await, Some(close), "closed with {close}");
@@ -272,6 +271,7 @@ impl Client {
         );
     }
 
+    /// Reads until the server's close frame and returns its code (`None`: closed without one).
     pub async fn close_code(&mut self) -> Option<u16> {
         loop {
             let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
