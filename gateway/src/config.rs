@@ -681,6 +681,26 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_mode_parks_unless_spin_is_asked_for() {
+        let config = default_config();
+        assert_eq!(config.server.idle, IdleMode::Park);
+        let text = toml::to_string(&config).unwrap();
+        let without = text.replace("idle = \"park\"\n", "");
+        assert_ne!(without, text, "the default names its idle mode");
+        let parsed = ServeConfig::from_toml(&without).unwrap();
+        assert_eq!(parsed.server.idle, IdleMode::Park, "absent: park");
+        let spin = text.replace("idle = \"park\"", "idle = \"spin\"");
+        let parsed = ServeConfig::from_toml(&spin).unwrap();
+        assert_eq!(parsed.server.idle, IdleMode::Spin);
+        let unknown = text.replace("idle = \"park\"", "idle = \"nap\"");
+        let error = ServeConfig::from_toml(&unknown).unwrap_err();
+        assert!(
+            error.contains("nap") && error.contains("park") && error.contains("spin"),
+            "the error names the value and the choices: {error}"
+        );
+    }
+
+    #[test]
     fn tls_files_come_in_pairs() {
         let mut config = default_config();
         config.tls.cert = Some("cert.pem".into());

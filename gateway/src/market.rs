@@ -41,8 +41,9 @@ pub struct BookMirror {
 
 /// The trades of the last 24 hours as one bucket per second: open, high, low and volume over the
 /// window in O(1) amortised per trade and per ticker, in at most 86,401 buckets per instrument
-/// however many trades there are (each trade expires what fell out of the window). The window is whole seconds: the ticker at `now` covers the
-/// trades stamped from the start of the second 24 hours before `now`'s second.
+/// however many trades there are (each trade expires what fell out of the window). The window is
+/// whole seconds: the ticker at `now` covers the trades stamped from the start of the second 24
+/// hours before `now`'s second.
 #[derive(Default)]
 struct DayStats {
     /// Seconds with trades, oldest first.
