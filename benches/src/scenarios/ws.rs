@@ -89,7 +89,8 @@ async fn run_rate(addr: SocketAddr, rate: u64, pacing: Pacing) -> Sampled {
     let sell = tokio::spawn(seller.drive(rate, 0, start, "sell", pacing));
     let buy = tokio::spawn(buyer.drive(rate, 1, start, "buy", pacing));
     let (sell, buy) = (sell.await.expect("seller"), buy.await.expect("buyer"));
-    let elapsed = start.elapsed();
+    // Up to the last acknowledgement: the readers' wait for late fills after it is not load.
+    let elapsed = Duration::from_nanos(sell.last_ack_at_ns.max(buy.last_ack_at_ns).max(1));
     let mut ack = sell.ack_ns;
     ack.extend(buy.ack_ns);
     let mut fill = sell.fill_ns;
@@ -116,6 +117,8 @@ struct Conn {
 struct Measured {
     ack_ns: Vec<u64>,
     fill_ns: Vec<u64>,
+    /// When the last acknowledgement arrived, from the run's start.
+    last_ack_at_ns: u64,
 }
 
 impl Conn {
@@ -173,6 +176,7 @@ impl Conn {
                 let mut measured = Measured {
                     ack_ns: Vec::with_capacity(total),
                     fill_ns: Vec::new(),
+                    last_ack_at_ns: 0,
                 };
                 loop {
                     // Until every order is acknowledged; then as long as fills keep coming.
@@ -199,6 +203,7 @@ impl Conn {
                             let req_id = value["req_id"].as_u64().unwrap_or(0);
                             if let Some(at) = scheduled.lock().unwrap().get(&req_id).copied() {
                                 measured.ack_ns.push(now_ns.saturating_sub(at));
+                                measured.last_ack_at_ns = now_ns;
                                 if let Some(order_id) = value["order_id"].as_str() {
                                     orders.lock().unwrap().insert(order_id.to_string(), at);
                                 }
