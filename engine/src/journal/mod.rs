@@ -239,7 +239,7 @@ impl<S: Storage> JournalWriter<S> {
     }
 
     /// Once a segment is half full, its successor is made on another thread: creating and
-    /// pre-faulting 64 MiB takes tens of milliseconds, which the engine thread must not wait for.
+    /// pre-faulting 64 MiB takes ~15 ms, which the engine thread must not wait for.
     fn prepare_next(&mut self) {
         if self.ahead.is_none() && self.offset > self.segment_bytes / 2 {
             let index = self.index + 1;
@@ -272,7 +272,8 @@ impl<S: Storage> JournalWriter<S> {
                 segment
             }
         };
-        self.segment = segment;
+        let full = std::mem::replace(&mut self.segment, segment);
+        self.storage.retire(full);
         self.index = index;
         self.offset = SEGMENT_HEADER_BYTES;
         Ok(())

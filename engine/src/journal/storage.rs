@@ -38,6 +38,10 @@ pub trait Storage {
     ) -> Option<std::thread::JoinHandle<io::Result<Self::Segment>>> {
         None
     }
+    /// Lets go of a full segment the writer has left (unmapping it, for one).
+    fn retire(&self, segment: Self::Segment) {
+        drop(segment);
+    }
     /// A name for messages: the file path.
     fn name(&self, index: u64) -> String;
 }
@@ -121,6 +125,15 @@ impl Storage for MmapStorage {
         open_segment(&self.path(index))
     }
 
+    /// Unmaps a full segment on another thread: tearing down 64 MiB of written pages took the
+    /// engine thread 1.1–1.4 ms (measured here), a stall of every command behind it.
+    /// If no thread can be started, the closure and the segment in it are dropped here.
+    fn retire(&self, segment: MmapSegment) {
+        let _ = std::thread::Builder::new()
+            .name("kinko-segment".into())
+            .spawn(move || drop(segment));
+    }
+
     fn remove(&mut self, index: u64) -> io::Result<()> {
         fs::remove_file(self.path(index))
     }
@@ -142,13 +155,13 @@ fn create_segment(path: &Path, bytes: usize) -> io::Result<MmapSegment> {
     if let Some(parent) = path.parent() {
         File::open(parent)?.sync_all()?;
     }
-    // Touch every page now, so that appends never take a page fault on the hot path. After the
-    // sync, not before it: writing pages back makes them clean, and the first store to a clean
-    // page of a shared mapping faults again (the kernel tracks dirtiness), so dirtying before
+    // Fault every page in writable now, so that appends never take a page fault on the hot path.
+    // After the sync, not before it: writing pages back makes them clean, and the first store to a
+    // clean page of a shared mapping faults again (the kernel tracks dirtiness), so dirtying before
     // the sync left every append page to fault (and wrote the zeros to disk for nothing).
     // SAFETY: the file was just created by this process, which alone maps and sizes it.
-    let mut map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
-    dirty_every_page(&mut map, 0);
+    let mut map = unsafe { MmapOptions::new().map_mut(&file)? };
+    prefault_writable(&mut map, 0);
     Ok(MmapSegment { map, _file: file })
 }
 
@@ -160,12 +173,32 @@ fn open_segment(path: &Path) -> io::Result<MmapSegment> {
     Ok(MmapSegment { map, _file: file })
 }
 
-/// Writes one byte of every page. `populate` maps the pages in, but a shared file mapping still
-/// takes a write fault on the first store to each clean page (the kernel tracks dirtiness); taking
-/// them all here keeps them off the append path. A segment is zero when created, so zeros are
-/// written.
-fn dirty_every_page(map: &mut MmapMut, from: usize) {
+/// Makes every page from `from` on present and writable, so that no store to it faults: on Linux
+/// with MADV_POPULATE_WRITE (5.14 on), half the time of touching each page from user space
+/// (measured here: 14.7 against 28.5 ms for 64 MiB, the CPU a segment made ahead takes from a
+/// machine whose two cores are busy); elsewhere, or if the kernel refuses it, a store of zero into
+/// every page (the unwritten part of a segment is zero).
+fn prefault_writable(map: &mut MmapMut, from: usize) {
     const PAGE_BYTES: usize = 4096;
+    let from = from.next_multiple_of(PAGE_BYTES).min(map.len());
+    // In pieces: the kernel holds the process's memory-map lock while it populates, and any
+    // thread that maps or unmaps meanwhile (a thread's stack, a large allocation) waits for it.
+    #[cfg(target_os = "linux")]
+    let from = {
+        const PIECE_BYTES: usize = 1 << 20;
+        let mut at = from;
+        while at < map.len() {
+            let piece = PIECE_BYTES.min(map.len() - at);
+            if map
+                .advise_range(memmap2::Advice::PopulateWrite, at, piece)
+                .is_err()
+            {
+                break;
+            }
+            at += piece;
+        }
+        at
+    };
     for offset in (from..map.len()).step_by(PAGE_BYTES) {
         // SAFETY: `offset` is inside the mapping; volatile so the store of a zero onto what the
         // compiler cannot see is already zero is not elided.
@@ -187,8 +220,8 @@ impl Segment for MmapSegment {
     }
 
     fn prepare_appends(&mut self, offset: usize) {
-        // The unwritten rest is zero: writing zeros there changes nothing but the page state.
-        dirty_every_page(&mut self.map, offset.next_multiple_of(4096));
+        // The unwritten rest is zero: faulting it in writable changes nothing but the page state.
+        prefault_writable(&mut self.map, offset);
     }
 }
 
@@ -204,21 +237,47 @@ mod tests {
         after_name.split(' ').nth(7).unwrap().parse().unwrap()
     }
 
+    /// Minor faults of this thread while writing `segment` from `from` to its end.
+    fn faults_writing(segment: &mut MmapSegment, from: usize) -> u64 {
+        let source = vec![7u8; 64 << 10];
+        let before = minor_faults();
+        let end = segment.bytes().len();
+        for offset in (from..end).step_by(source.len()) {
+            segment.write(offset, &source[..source.len().min(end - offset)]);
+        }
+        minor_faults() - before
+    }
+
     #[test]
     fn appending_into_a_new_segment_takes_no_page_faults() {
         const BYTES: usize = 4 << 20;
         let dir = std::env::temp_dir().join(format!("kinko-storage-faults-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut segment = create_segment(&dir.join("segment"), BYTES).unwrap();
-        let source = vec![7u8; 64 << 10];
-        let before = minor_faults();
-        for offset in (0..BYTES).step_by(source.len()) {
-            segment.write(offset, &source);
-        }
-        let faults = minor_faults() - before;
-        let _ = fs::remove_dir_all(&dir);
-        // One per page (1,024) when the pages were left clean by a sync after they were dirtied.
+        // One per page (1,024) when the pages were left clean by a sync after they were dirtied,
+        // or not faulted in writable at all.
+        let mut segment = create_segment(&dir.join("inline"), BYTES).unwrap();
+        let faults = faults_writing(&mut segment, 0);
         assert!(faults < 16, "{faults} page faults writing {BYTES} bytes");
+        // Made ahead on another thread, as the writer does.
+        let path = dir.join("ahead");
+        let made = std::thread::spawn(move || create_segment(&path, BYTES).unwrap());
+        let mut segment = made.join().unwrap();
+        let faults = faults_writing(&mut segment, 0);
+        assert!(
+            faults < 16,
+            "made ahead: {faults} page faults writing {BYTES} bytes"
+        );
+        // Reopened half-written, as recovery does: the rest prepared for appends.
+        drop(segment);
+        let mut segment = open_segment(&dir.join("ahead")).unwrap();
+        segment.sync(0, BYTES).unwrap();
+        segment.prepare_appends(BYTES / 2 + 100);
+        let faults = faults_writing(&mut segment, BYTES / 2 + 4096);
+        assert!(
+            faults < 16,
+            "reopened: {faults} page faults writing its second half"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }
