@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use engine::journal::format::SEGMENT_BYTES_DEFAULT;
 use engine::journal::Durability;
-use engine::runtime::{self, EngineHandle, EngineOptions, SystemClock};
+use engine::runtime::{self, EngineHandle, EngineOptions, IdleStrategy, SystemClock};
 use engine::{Exchange, ExchangeCommand};
 
 use crate::measure::{Percentiles, Row};
@@ -26,6 +26,7 @@ const COMMANDS_QUICK: usize = 300_000;
 const RATE_RUN_SECONDS_MAX: u64 = 2;
 const RATES_PROCESS: [u64; 2] = [100_000, 1_000_000];
 const RATES_FSYNC: [u64; 1] = [10_000];
+const RATES_SPIN: [u64; 2] = [100_000, 1_000_000];
 
 pub fn run(options: &Options) -> Report {
     let commands = options.commands_measured.unwrap_or(match options.length {
@@ -66,6 +67,16 @@ pub fn run(options: &Options) -> Report {
             ));
         }
     }
+    rows.push(spin_row(&workload, None, commands, "pipeline:spin"));
+    for &rate in &RATES_SPIN {
+        let count = commands.min((rate * RATE_RUN_SECONDS_MAX) as usize);
+        rows.push(spin_row(
+            &workload,
+            Some(rate),
+            count,
+            &format!("pipeline:spin@{rate}"),
+        ));
+    }
     let notes = vec![
         format!(
             "workload: the ledger scenario's commands through the engine thread (queue capacity {}, \
@@ -82,6 +93,11 @@ pub fn run(options: &Options) -> Report {
         "latency: from the command's scheduled send time (fixed rate) or its enqueue (fastest row) \
          to the consumer thread receiving its acknowledgement, which is published only after the \
          batch is journaled"
+            .into(),
+        "pipeline:spin: process durability, the engine thread never parks (`idle = \"spin\"`), and \
+         one client thread both produces and consumes, polling the outbound queue between \
+         submissions, as the gateway's one runtime thread does against a spinning engine: two \
+         threads for two cores, where the rows above put three (producer, engine, consumer) on them"
             .into(),
     ];
     Report { notes, rows }
@@ -128,10 +144,15 @@ fn in_process_row(workload: &Workload, count: usize) -> Row {
 }
 
 /// A fresh engine with the accounts funded and the book warmed up.
-fn engine_ready(workload: &Workload, durability: Durability) -> (EngineHandle, std::path::PathBuf) {
+fn engine_ready(
+    workload: &Workload,
+    durability: Durability,
+    idle: IdleStrategy,
+) -> (EngineHandle, std::path::PathBuf) {
     let dir = scratch_dir(&format!("pipeline-{durability:?}"));
     let mut options = EngineOptions::new(&dir);
     options.durability = durability;
+    options.idle = idle;
     options.snapshot_every_commands = 0;
     let engine = runtime::start(
         options,
@@ -166,7 +187,7 @@ fn run_row(
     count: usize,
     name: &str,
 ) -> Row {
-    let (engine, dir) = engine_ready(workload, durability);
+    let (engine, dir) = engine_ready(workload, durability, IdleStrategy::default());
     let commands: Vec<ExchangeCommand> = workload.measured()[..count]
         .iter()
         .map(|r| ExchangeCommand::Trade(r.command))
@@ -209,6 +230,61 @@ fn run_row(
         }
     }
     let (samples, elapsed) = consumer.join().expect("consumer");
+    engine.shutdown().expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        scenario: name.into(),
+        count: count as u64,
+        ops_per_sec: count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        offered_per_sec: rate,
+        latency: Percentiles::from_samples(&samples),
+        others_cpu_share: None,
+    }
+}
+
+/// One client thread against a spinning engine: it submits each command at its scheduled time (or
+/// as fast as the queue takes them) and, whenever it is not submitting, takes what the engine
+/// published, timing each acknowledgement from its command's scheduled time (or enqueue).
+fn spin_row(workload: &Workload, rate: Option<u64>, count: usize, name: &str) -> Row {
+    let (engine, dir) = engine_ready(workload, Durability::Process, IdleStrategy::SPIN);
+    let commands: Vec<ExchangeCommand> = workload.measured()[..count]
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command))
+        .collect();
+    let mut sent_ns = vec![0u64; count];
+    let mut samples = Vec::with_capacity(count);
+    let outbound = engine.outbound();
+    let submitter = engine.submitter();
+    let period_ns = rate.map(|r| 1_000_000_000 / r);
+    let start = Instant::now();
+    let take = |samples: &mut Vec<u64>, sent_ns: &[u64]| {
+        while let Ok(batch) = outbound.try_recv() {
+            let now_ns = start.elapsed().as_nanos() as u64;
+            for ack in &batch.acks {
+                samples.push(now_ns.saturating_sub(sent_ns[ack.token as usize]));
+            }
+        }
+    };
+    for (i, command) in commands.into_iter().enumerate() {
+        sent_ns[i] = match period_ns {
+            Some(period) => {
+                let at = i as u64 * period;
+                while (start.elapsed().as_nanos() as u64) < at {
+                    take(&mut samples, &sent_ns);
+                }
+                at
+            }
+            None => start.elapsed().as_nanos() as u64,
+        };
+        while submitter.submit(i as u64, command).is_err() {
+            take(&mut samples, &sent_ns);
+        }
+    }
+    while samples.len() < count {
+        take(&mut samples, &sent_ns);
+        std::hint::spin_loop();
+    }
+    let elapsed = start.elapsed();
     engine.shutdown().expect("clean shutdown");
     let _ = std::fs::remove_dir_all(&dir);
     Row {
