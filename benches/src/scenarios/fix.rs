@@ -21,7 +21,8 @@ use gateway::fix::time::{format_timestamp, now_ns};
 
 use crate::measure::{scheduled_ns, Row, Schedule};
 use crate::scenarios::loopback::{
-    bar_notes, echo_floor_note, run_rates, stall_probe, two_core_stalls, Mode, Sampled, RUN_SECONDS,
+    bar_notes, echo_floor_note, run_rates, stall_probe, sustained_note, two_core_stalls, Mode,
+    Sampled, RUN_SECONDS,
 };
 use crate::scenarios::{Length, Options, Report};
 
@@ -63,6 +64,7 @@ pub fn run(options: &Options) -> Report {
             .into(),
     ];
     notes.extend(bar(&rows));
+    notes.push(sustained_note("fix", &rows));
     notes.push(two_core_stalls(stall_probe(options.length)));
     notes.push(echo_floor_note(BAR_RATE, stall_probe(options.length)));
     Report { notes, rows }

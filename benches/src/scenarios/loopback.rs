@@ -173,6 +173,47 @@ pub fn bar_notes(
         .collect()
 }
 
+/// A rate is sustained when its row acknowledged at least this share of the offered rate...
+const SUSTAINED_SHARE: f64 = 0.95;
+/// ...and its p99 stayed under this: a queue that grows for the whole run has a p99 of its length.
+const SUSTAINED_P99_NS: u64 = 10_000_000;
+
+/// Per mode, the highest rate of this run whose `ack` row was sustained (see above), and the
+/// first rate tried that was not: the answer to "how fast can it go" at the resolution of the
+/// rates tried.
+pub fn sustained_note(scenario: &str, rows: &[Row]) -> String {
+    let per_mode: Vec<String> = Mode::ALL
+        .iter()
+        .map(|mode| {
+            let prefix = format!("{scenario}:{}:ack@", mode.name());
+            let mut tried: Vec<(u64, bool)> = rows
+                .iter()
+                .filter(|row| row.scenario.starts_with(&prefix))
+                .filter_map(|row| {
+                    let offered = row.offered_per_sec?;
+                    let held = row.ops_per_sec >= SUSTAINED_SHARE * offered as f64
+                        && row.latency.p99_ns < SUSTAINED_P99_NS;
+                    Some((offered, held))
+                })
+                .collect();
+            tried.sort_unstable();
+            let highest = tried.iter().take_while(|(_, held)| *held).last();
+            let failed = tried.iter().find(|(_, held)| !held);
+            let highest = highest.map_or("none".to_string(), |(rate, _)| format!("{rate}/s"));
+            match failed {
+                Some((rate, _)) => format!("{} {highest} (not {rate}/s)", mode.name()),
+                None => format!("{} {highest} (the highest tried)", mode.name()),
+            }
+        })
+        .collect();
+    format!(
+        "highest sustained rate of the rates tried (acknowledged >= {:.0}% of offered, p99 < {} ms): {}",
+        SUSTAINED_SHARE * 100.0,
+        SUSTAINED_P99_NS / 1_000_000,
+        per_mode.join("; ")
+    )
+}
+
 /// What the platform takes from two threads spinning at once, one per core, as the `spin` rows'
 /// engine thread and runtime thread do: the floor under their tails.
 pub fn two_core_stalls(duration: std::time::Duration) -> String {
@@ -270,4 +311,39 @@ pub fn echo_floor_note(rate: u64, duration: std::time::Duration) -> String {
         us(spinning.p50_ns),
         us(spinning.p99_ns)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, offered: u64, achieved: f64, p99_ns: u64) -> Row {
+        Row {
+            scenario: name.into(),
+            count: 100,
+            ops_per_sec: achieved,
+            offered_per_sec: Some(offered),
+            latency: Percentiles::from_samples(&[p99_ns; 100]),
+            others_cpu_share: None,
+        }
+    }
+
+    #[test]
+    fn the_sustained_rate_is_the_last_held_before_the_first_not_held() {
+        let rows = [
+            row("ws:process:ack@1000", 1_000, 1_000.0, 200_000),
+            row("ws:process:fill@40000", 40_000, 10.0, 900_000_000),
+            row("ws:process:ack@20000", 20_000, 19_990.0, 9_000_000),
+            row("ws:process:ack@10000", 10_000, 9_999.0, 300_000),
+            row("ws:process:ack@40000", 40_000, 39_000.0, 20_000_000),
+            row("ws:fsync:ack@1000", 1_000, 900.0, 100_000),
+            row("ws:fsync:ack@10000", 10_000, 9_990.0, 100_000),
+            row("ws:spin:ack@1000", 1_000, 1_000.0, 50_000),
+            row("ws:spin:ack@10000", 10_000, 10_000.0, 60_000),
+        ];
+        let note = sustained_note("ws", &rows);
+        assert!(note.contains("process 20000/s (not 40000/s)"), "{note}");
+        assert!(note.contains("fsync none (not 1000/s)"), "{note}");
+        assert!(note.contains("spin 10000/s (the highest tried)"), "{note}");
+    }
 }

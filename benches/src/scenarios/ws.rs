@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::measure::scheduled_ns;
 use crate::scenarios::loopback::{
-    bar_notes, echo_floor_note, run_rates, stall_probe, two_core_stalls, Mode, Sampled, RUN_SECONDS,
+    bar_notes, echo_floor_note, run_rates, stall_probe, sustained_note, two_core_stalls, Mode,
+    Sampled, RUN_SECONDS,
 };
 use crate::scenarios::{Length, Options, Report};
 
@@ -65,6 +66,7 @@ pub fn run(options: &Options) -> Report {
     notes.extend(bar_notes(
         "ws", "issue #6", BAR_RATE, BAR_P50_NS, BAR_P99_NS, &rows,
     ));
+    notes.push(sustained_note("ws", &rows));
     notes.push(two_core_stalls(stall_probe(options.length)));
     notes.push(echo_floor_note(BAR_RATE, stall_probe(options.length)));
     Report { notes, rows }
