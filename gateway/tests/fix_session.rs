@@ -462,6 +462,30 @@ async fn sequence_numbers_survive_a_restart_and_reset_starts_over() {
     assert_fields(&logon, &[(34, "1"), (141, "Y")]);
     alice.ping("fresh").await;
     server.shutdown().await.unwrap();
+
+    // Both slots of the sequence numbers damaged: the server refuses to start, naming the file,
+    // rather than start the session again from 1 without a word.
+    let seqnums = cfg.server.data.join("fix").join("demo-alice").join("seqnums");
+    let mut bytes = std::fs::read(&seqnums).unwrap();
+    assert_eq!(bytes.len(), 208, "two slots of 104 bytes");
+    bytes[10] ^= 1;
+    bytes[104 + 10] ^= 1;
+    std::fs::write(&seqnums, &bytes).unwrap();
+    let error = gateway::server::start(cfg.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.contains("demo-alice") && error.contains("seqnums") && error.contains("neither"),
+        "{error}"
+    );
+    // The operator's way out: remove the file; the session starts from 1 and the client resets.
+    std::fs::remove_file(&seqnums).unwrap();
+    let (server, _) = start(cfg).await;
+    let mut alice = FixClient::connect(server.fix, "alice").await;
+    let logon = alice.logon(30, true).await;
+    assert_fields(&logon, &[(34, "1"), (141, "Y")]);
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

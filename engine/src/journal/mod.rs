@@ -104,7 +104,7 @@ impl<S: Storage> JournalWriter<S> {
         durability: Durability,
     ) -> io::Result<JournalWriter<S>> {
         let mut segment = storage.open(read.end.index)?;
-        segment.prepare_appends(read.end.offset);
+        segment.prepare_appends(read.end.offset)?;
         // Segments keep the size they were created with; new ones take the configured size.
         let _ = segment_bytes;
         let segment_bytes = segment.bytes().len();

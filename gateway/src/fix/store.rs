@@ -261,11 +261,12 @@ fn digits(mut value: u64) -> [u8; 20] {
 }
 
 /// `(generation, next_sender, next_target)` from the file's bytes: the valid slot of the higher
-/// generation, (0, 1, 1) for a file never written (empty, or slots still zero), the line of an
-/// earlier version as generation 0. A file with slots written and none valid is an error: the
-/// sequence numbers are lost, and starting again from 1 would be a silent reset.
+/// generation, (0, 1, 1) for a session without a file yet (no bytes: the file is only ever
+/// written whole, by a rename), the line of an earlier version as generation 0. Anything else is an
+/// error, zeros included: the sequence numbers are lost, and starting again from 1 would be a
+/// silent reset.
 fn parse_seqnums(bytes: &[u8]) -> Result<(u64, u64, u64), String> {
-    if bytes.iter().all(|&b| b == 0) {
+    if bytes.is_empty() {
         return Ok((0, 1, 1));
     }
     if bytes.len() == OLD_LINE_BYTES {
@@ -287,12 +288,14 @@ fn parse_seqnums(bytes: &[u8]) -> Result<(u64, u64, u64), String> {
     }
     let best = bytes
         .chunks(SLOT_BYTES)
-        .filter_map(parse_slot)
+        .enumerate()
+        .filter_map(|(index, slot)| parse_slot(slot).filter(|&(g, ..)| g % 2 == index as u64))
         .max_by_key(|&(generation, ..)| generation);
     best.ok_or_else(|| "neither sequence-number slot is valid".to_string())
 }
 
-/// A slot whose CRC and numbers check out.
+/// A slot whose CRC and numbers check out (its generation's parity must also match its place:
+/// generation G lives in slot G % 2, which the caller checks).
 fn parse_slot(slot: &[u8]) -> Option<(u64, u64, u64)> {
     let (checked, tail) = slot.split_at(SLOT_CHECKED_BYTES);
     let crc = std::str::from_utf8(tail.strip_prefix(b" crc=")?.strip_suffix(b"\n")?).ok()?;
@@ -448,6 +451,24 @@ mod tests {
             error.contains("seqnums") && error.contains("neither"),
             "{error}"
         );
+        std::fs::write(&path, vec![0u8; 2 * SLOT_BYTES]).unwrap();
+        let error = Store::open(&root, "C")
+            .err()
+            .expect("zeros refused")
+            .to_string();
+        assert!(error.contains("neither"), "{error}");
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        assert!(
+            Store::open(&root, "C").is_err(),
+            "zeros of another size refused"
+        );
+        // A valid slot in the place of the other generation's parity is not taken.
+        let mut bytes = encode_slot(9, 40, 30).to_vec();
+        bytes.extend_from_slice(&encode_slot(7, 20, 10));
+        std::fs::write(&path, &bytes).unwrap();
+        let store = Store::open(&root, "C").unwrap();
+        assert_eq!((store.next_sender(), store.next_target()), (20, 10));
+        drop(store);
         std::fs::write(&path, b"next_sender=7").unwrap();
         let error = Store::open(&root, "C").err().expect("refused").to_string();
         assert!(error.contains("13 bytes"), "{error}");
