@@ -465,7 +465,12 @@ async fn sequence_numbers_survive_a_restart_and_reset_starts_over() {
 
     // Both slots of the sequence numbers damaged: the server refuses to start, naming the file,
     // rather than start the session again from 1 without a word.
-    let seqnums = cfg.server.data.join("fix").join("demo-alice").join("seqnums");
+    let seqnums = cfg
+        .server
+        .data
+        .join("fix")
+        .join("demo-alice")
+        .join("seqnums");
     let mut bytes = std::fs::read(&seqnums).unwrap();
     assert_eq!(bytes.len(), 208, "two slots of 104 bytes");
     bytes[10] ^= 1;
