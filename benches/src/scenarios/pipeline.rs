@@ -119,10 +119,7 @@ fn in_process_row(workload: &Workload, count: usize) -> Row {
     for batch in ready.chunks(runtime::BATCH_COMMANDS_MAX) {
         apply_and_journal(&mut exchange, &mut writer, batch, &mut seq, &mut events);
     }
-    let commands: Vec<ExchangeCommand> = workload.measured()[..count]
-        .iter()
-        .map(|r| ExchangeCommand::Trade(r.command))
-        .collect();
+    let commands = measured_commands(workload, count);
     let mut batch_ns = Vec::new();
     let start = Instant::now();
     for batch in commands.chunks(runtime::BATCH_COMMANDS_MAX) {
@@ -188,10 +185,7 @@ fn run_row(
     name: &str,
 ) -> Row {
     let (engine, dir) = engine_ready(workload, durability, IdleStrategy::default());
-    let commands: Vec<ExchangeCommand> = workload.measured()[..count]
-        .iter()
-        .map(|r| ExchangeCommand::Trade(r.command))
-        .collect();
+    let commands = measured_commands(workload, count);
     let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let start = Instant::now();
     let outbound = engine.outbound().clone();
@@ -230,16 +224,7 @@ fn run_row(
         }
     }
     let (samples, elapsed) = consumer.join().expect("consumer");
-    engine.shutdown().expect("clean shutdown");
-    let _ = std::fs::remove_dir_all(&dir);
-    Row {
-        scenario: name.into(),
-        count: count as u64,
-        ops_per_sec: count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
-        offered_per_sec: rate,
-        latency: Percentiles::from_samples(&samples),
-        others_cpu_share: None,
-    }
+    finished_row(engine, &dir, name, rate, elapsed, &samples)
 }
 
 /// One client thread against a spinning engine: it submits each command at its scheduled time (or
@@ -247,10 +232,7 @@ fn run_row(
 /// published, timing each acknowledgement from its command's scheduled time (or enqueue).
 fn spin_row(workload: &Workload, rate: Option<u64>, count: usize, name: &str) -> Row {
     let (engine, dir) = engine_ready(workload, Durability::Process, IdleStrategy::SPIN);
-    let commands: Vec<ExchangeCommand> = workload.measured()[..count]
-        .iter()
-        .map(|r| ExchangeCommand::Trade(r.command))
-        .collect();
+    let commands = measured_commands(workload, count);
     let mut sent_ns = vec![0u64; count];
     let mut samples = Vec::with_capacity(count);
     let outbound = engine.outbound();
@@ -284,15 +266,34 @@ fn spin_row(workload: &Workload, rate: Option<u64>, count: usize, name: &str) ->
         take(&mut samples, &sent_ns);
         std::hint::spin_loop();
     }
-    let elapsed = start.elapsed();
+    finished_row(engine, &dir, name, rate, start.elapsed(), &samples)
+}
+
+/// The first `count` measured commands of the workload, as the engine takes them.
+fn measured_commands(workload: &Workload, count: usize) -> Vec<ExchangeCommand> {
+    workload.measured()[..count]
+        .iter()
+        .map(|r| ExchangeCommand::Trade(r.command))
+        .collect()
+}
+
+/// Stops the engine, removes its folder, and makes the row of one sample per command.
+fn finished_row(
+    engine: EngineHandle,
+    dir: &std::path::Path,
+    name: &str,
+    rate: Option<u64>,
+    elapsed: std::time::Duration,
+    samples: &[u64],
+) -> Row {
     engine.shutdown().expect("clean shutdown");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     Row {
         scenario: name.into(),
-        count: count as u64,
-        ops_per_sec: count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        count: samples.len() as u64,
+        ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
         offered_per_sec: rate,
-        latency: Percentiles::from_samples(&samples),
+        latency: Percentiles::from_samples(samples),
         others_cpu_share: None,
     }
 }
