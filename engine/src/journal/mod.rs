@@ -46,6 +46,9 @@ pub struct JournalWriter<S: Storage> {
     config_hash: [u8; 32],
     durability: Durability,
     staging: Vec<u8>,
+    /// Where in `staging` the records not yet checksummed start: they are sealed three at a time.
+    unsealed: [usize; 3],
+    unsealed_count: usize,
     batch_first_seq: Option<u64>,
     batch_last_seq: u64,
     batch_records: u32,
@@ -83,6 +86,8 @@ impl<S: Storage> JournalWriter<S> {
             config_hash,
             durability,
             staging: Vec::with_capacity(1 << 20),
+            unsealed: [0; 3],
+            unsealed_count: 0,
             batch_first_seq: None,
             batch_last_seq: 0,
             batch_records: 0,
@@ -118,6 +123,8 @@ impl<S: Storage> JournalWriter<S> {
             config_hash: read.config_hash,
             durability,
             staging: Vec::with_capacity(1 << 20),
+            unsealed: [0; 3],
+            unsealed_count: 0,
             batch_first_seq: None,
             batch_last_seq: 0,
             batch_records: 0,
@@ -157,7 +164,26 @@ impl<S: Storage> JournalWriter<S> {
         }
         self.batch_last_seq = seq;
         self.batch_records += 1;
-        append_record(&mut self.staging, kind, seq, ts_ns, payload);
+        self.unsealed[self.unsealed_count] = self.staging.len();
+        self.unsealed_count += 1;
+        append_record_unsealed(&mut self.staging, kind, seq, ts_ns, payload);
+        if self.unsealed_count == self.unsealed.len() {
+            let [first, second, third] = self.unsealed;
+            let (head, tail) = self.staging[first..].split_at_mut(second - first);
+            let (middle, last) = tail.split_at_mut(third - second);
+            seal_records([head, middle, last]);
+            self.unsealed_count = 0;
+        }
+    }
+
+    /// Checksums the records of the batch that [`Self::stage`] left unsealed (fewer than three).
+    fn seal_staged(&mut self) {
+        let starts = &self.unsealed[..self.unsealed_count];
+        let ends = starts.iter().skip(1).copied().chain([self.staging.len()]);
+        for (&start, end) in starts.iter().zip(ends) {
+            seal_record(&mut self.staging[start..end]);
+        }
+        self.unsealed_count = 0;
     }
 
     fn stage_value<T: Serialize + ?Sized>(
@@ -191,6 +217,7 @@ impl<S: Storage> JournalWriter<S> {
         let Some(first_seq) = self.batch_first_seq.take() else {
             return Ok(());
         };
+        self.seal_staged();
         let chain = chain_next(&self.chain, &self.staging);
         let commit = Commit {
             first_seq,
