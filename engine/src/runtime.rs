@@ -23,7 +23,8 @@ use crate::exchange::{ConfigError, Exchange, ExchangeCommand, ExchangeConfig, Ex
 use crate::journal::format::{decode, encode_into, Genesis, RecordKind, SEGMENT_BYTES_DEFAULT};
 use crate::journal::storage::{MmapStorage, Storage};
 use crate::journal::{
-    read_journal, Durability, JournalError, JournalRead, JournalWriter, Repair, TailCut,
+    read_journal, ChainHashing, Durability, JournalError, JournalRead, JournalWriter, Repair,
+    TailCut,
 };
 use crate::snapshot;
 use crate::types::AccountId;
@@ -90,6 +91,8 @@ pub struct EngineOptions {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub segment_bytes: usize,
+    /// Who hashes the journal's chain: the engine thread, or a thread of its own for large batches.
+    pub chain_hashing: ChainHashing,
     pub queue_capacity: usize,
     pub batch_commands_max: usize,
     /// Published batches the consumer may fall behind by before the engine waits for it.
@@ -105,6 +108,7 @@ impl EngineOptions {
             data_dir: data_dir.to_path_buf(),
             durability: Durability::Process,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            chain_hashing: ChainHashing::Inline,
             queue_capacity: QUEUE_CAPACITY_DEFAULT,
             batch_commands_max: BATCH_COMMANDS_MAX,
             outbound_batches: OUTBOUND_BATCHES_MAX,
@@ -366,13 +370,14 @@ pub fn recover_with<S: Storage>(
                 config: genesis_config.clone(),
             };
             let ts_ns = clock.now_ns();
-            let writer = JournalWriter::create(
+            let mut writer = JournalWriter::create(
                 storage,
                 &genesis,
                 ts_ns,
                 options.segment_bytes,
                 options.durability,
             )?;
+            writer.set_chain_hashing(options.chain_hashing)?;
             let exchange = Exchange::new(genesis.config).map_err(StartError::Config)?;
             report.created = true;
             report.ts_ns_last = ts_ns;
@@ -406,7 +411,9 @@ pub fn recover_with<S: Storage>(
         .and_then(|batch| batch.records.last())
         .map_or(0, |record| record.ts_ns);
     report.state_hash = snapshot::state_hash(&exchange.snapshot());
-    let writer = JournalWriter::resume(storage, &read, options.segment_bytes, options.durability)?;
+    let mut writer =
+        JournalWriter::resume(storage, &read, options.segment_bytes, options.durability)?;
+    writer.set_chain_hashing(options.chain_hashing)?;
     Ok((exchange, writer, report))
 }
 

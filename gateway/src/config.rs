@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use engine::journal::Durability;
+use engine::journal::{ChainHashing, Durability};
 use engine::ExchangeConfig;
 use ledger::Pool;
 use serde::{Deserialize, Serialize};
@@ -208,6 +208,11 @@ pub struct ServerSection {
     /// How the engine thread and the gateway wait for work: `park` (the default) or `spin`.
     #[serde(default)]
     pub idle: IdleMode,
+    /// Who hashes the journal's chain: `inline` (the engine thread, the default) or `thread`
+    /// (a thread of its own for batches of 16 KiB or more: more throughput under heavy load
+    /// where a core is free, docs/PERFORMANCE.md).
+    #[serde(default)]
+    pub chain_hashing: ChainHashing,
     /// TLS on both ports unless the file says `transport = "plaintext"` (issue #11).
     #[serde(default)]
     pub transport: Transport,
@@ -562,6 +567,7 @@ pub fn default_config() -> ServeConfig {
             durability: DurabilityName::Process,
             engine_idle_spins: engine_idle_spins_default(),
             idle: IdleMode::Park,
+            chain_hashing: ChainHashing::Inline,
             transport: Transport::Tls,
         },
         limits: Limits::default(),
@@ -698,6 +704,19 @@ mod tests {
             error.contains("nap") && error.contains("park") && error.contains("spin"),
             "the error names the value and the choices: {error}"
         );
+    }
+
+    #[test]
+    fn the_chain_is_hashed_inline_unless_thread_is_asked_for() {
+        let text = toml::to_string(&default_config()).unwrap();
+        assert!(text.contains("chain_hashing = \"inline\"\n"), "{text}");
+        let without = ServeConfig::from_toml(&text.replace("chain_hashing = \"inline\"\n", ""));
+        assert_eq!(without.unwrap().server.chain_hashing, ChainHashing::Inline);
+        let thread = text.replace("chain_hashing = \"inline\"", "chain_hashing = \"thread\"");
+        let thread = ServeConfig::from_toml(&thread).unwrap();
+        assert_eq!(thread.server.chain_hashing, ChainHashing::Thread);
+        let error = ServeConfig::from_toml(&text.replace("\"inline\"", "\"gpu\"")).unwrap_err();
+        assert!(error.contains("gpu") && error.contains("thread"), "{error}");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     let exchange = config.exchange();
     let mut options = EngineOptions::new(&config.server.data);
     options.durability = config.server.durability.durability();
+    options.chain_hashing = config.server.chain_hashing;
     match config.server.idle {
         IdleMode::Park => {
             options.idle.spins = config.server.engine_idle_spins.into();

@@ -22,6 +22,8 @@ pub const RECORD_BYTES_MIN: usize = 32;
 pub const SEGMENT_BYTES_DEFAULT: usize = 64 << 20;
 /// A whole batch must fit in one segment with room to spare.
 pub const SEGMENT_BYTES_MIN: usize = 1 << 20;
+/// A commit record: header, a bincode `Commit` (u64, u64, u32, [u8; 32]: 52 bytes), trailer, padded.
+pub const COMMIT_RECORD_BYTES: usize = 88;
 /// The hash chain before genesis.
 pub const CHAIN_ZERO: [u8; 32] = [0; 32];
 

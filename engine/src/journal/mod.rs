@@ -7,6 +7,7 @@
 //! anywhere else refuses to start, naming the segment, the byte offset and the sequence number.
 
 pub mod format;
+mod hasher;
 mod scan;
 pub mod storage;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::exchange::{ExchangeCommand, ExchangeEvent};
 use format::*;
+use hasher::ChainHasher;
 pub use scan::{read_journal, BatchRef, JournalEnd, JournalScan, RecordRef};
 use storage::{Segment, Storage};
 
@@ -36,7 +38,38 @@ pub struct Position {
     pub offset: usize,
 }
 
+/// Who computes a batch's hash chain.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainHashing {
+    #[default]
+    /// The writer, at commit.
+    Inline,
+    /// A thread of its own, for a batch of at least 16 KiB: the writer copies the batch into the
+    /// mapping a piece at a time as it stages it, and the thread hashes each piece there (smaller
+    /// batches stay inline: handing them over would cost more than it saves).
+    Thread,
+}
+
+/// Who is hashing the batch being staged.
+enum BatchHash {
+    /// Nobody yet: the writer hashes it at commit.
+    Inline,
+    /// The chain hasher thread, following the pieces copied into the mapping.
+    Thread,
+    /// Recalled from the thread (the batch will not fit the rest of the segment): the state over
+    /// its first bytes.
+    Resumed(Box<blake3::Hasher>, usize),
+}
+
 pub struct JournalWriter<S: Storage> {
+    /// Declared first so that it is dropped (its thread joined) before `segment`, which it reads.
+    chain_hasher: Option<ChainHasher>,
+    batch_hash: BatchHash,
+    /// Bytes of the staged batch already copied into the mapping at `offset` (for the hasher).
+    flushed: usize,
     storage: S,
     segment: S::Segment,
     index: u64,
@@ -77,6 +110,9 @@ impl<S: Storage> JournalWriter<S> {
         segment.write(0, &segment_header(0, segment_bytes, &config_hash));
         segment.sync(0, SEGMENT_HEADER_BYTES)?;
         let mut writer = JournalWriter {
+            chain_hasher: None,
+            batch_hash: BatchHash::Inline,
+            flushed: 0,
             storage,
             segment,
             index: 0,
@@ -114,6 +150,9 @@ impl<S: Storage> JournalWriter<S> {
         let _ = segment_bytes;
         let segment_bytes = segment.bytes().len();
         Ok(JournalWriter {
+            chain_hasher: None,
+            batch_hash: BatchHash::Inline,
+            flushed: 0,
             storage,
             segment,
             index: read.end.index,
@@ -131,6 +170,19 @@ impl<S: Storage> JournalWriter<S> {
             bytes_written: 0,
             ahead: None,
         })
+    }
+
+    /// Chooses who hashes the chain from the next batch on (a new writer hashes inline).
+    pub fn set_chain_hashing(&mut self, hashing: ChainHashing) -> io::Result<()> {
+        assert!(
+            self.batch_first_seq.is_none(),
+            "chain hashing changed inside a batch"
+        );
+        self.chain_hasher = match hashing {
+            ChainHashing::Inline => None,
+            ChainHashing::Thread => Some(ChainHasher::spawn()?),
+        };
+        Ok(())
     }
 
     pub fn durability(&self) -> Durability {
@@ -173,17 +225,49 @@ impl<S: Storage> JournalWriter<S> {
             let (middle, last) = tail.split_at_mut(third - second);
             seal_records([head, middle, last]);
             self.unsealed_count = 0;
+            if self.chain_hasher.is_some() {
+                self.sealed_to(self.staging.len());
+            }
         }
     }
 
-    /// Checksums the records of the batch that [`Self::stage`] left unsealed (fewer than three).
-    fn seal_staged(&mut self) {
-        let starts = &self.unsealed[..self.unsealed_count];
-        let ends = starts.iter().skip(1).copied().chain([self.staging.len()]);
-        for (&start, end) in starts.iter().zip(ends) {
-            seal_record(&mut self.staging[start..end]);
+    /// Every record below `len` is sealed: once there is a piece of it, copy it into the mapping
+    /// and hand it to the hasher thread (handing the batch over with its first piece).
+    fn sealed_to(&mut self, len: usize) {
+        let Some(hasher) = self.chain_hasher.as_mut() else {
+            return;
+        };
+        if len < self.flushed + hasher::PIECE_BYTES {
+            return;
         }
-        self.unsealed_count = 0;
+        let fits = self.offset + len + COMMIT_RECORD_BYTES <= self.segment_bytes;
+        match self.batch_hash {
+            BatchHash::Inline if fits => {
+                self.segment
+                    .write_streaming(self.offset, &self.staging[..len]);
+                // SAFETY: the hasher reads the mapping from `offset` up to each published
+                // length; the writer writes there only past it until the batch is taken back
+                // (`commit` finishes or recalls it before it rotates, zeroes or writes its commit
+                // record), and the hasher is dropped before the segment (field order).
+                unsafe { hasher.start(self.segment.bytes()[self.offset..].as_ptr(), self.chain) };
+                hasher.publish(len);
+                self.batch_hash = BatchHash::Thread;
+            }
+            BatchHash::Thread if fits => {
+                let from = self.flushed;
+                self.segment
+                    .write_streaming(self.offset + from, &self.staging[from..len]);
+                hasher.publish(len);
+            }
+            BatchHash::Thread => {
+                // The batch goes to the next segment whole: the hash goes on in line.
+                let (state, hashed) = hasher.recall();
+                self.batch_hash = BatchHash::Resumed(state, hashed);
+                return;
+            }
+            BatchHash::Inline | BatchHash::Resumed(..) => return,
+        }
+        self.flushed = len;
     }
 
     fn stage_value<T: Serialize + ?Sized>(
@@ -211,6 +295,16 @@ impl<S: Storage> JournalWriter<S> {
         self.stage_value(RecordKind::Events, seq, ts_ns, events);
     }
 
+    /// Checksums the records of the batch that [`Self::stage`] left unsealed (fewer than three).
+    fn seal_staged(&mut self) {
+        let starts = &self.unsealed[..self.unsealed_count];
+        let ends = starts.iter().skip(1).copied().chain([self.staging.len()]);
+        for (&start, end) in starts.iter().zip(ends) {
+            seal_record(&mut self.staging[start..end]);
+        }
+        self.unsealed_count = 0;
+    }
+
     /// Closes the staged batch with its commit record and writes it into the mapping; with
     /// `Durability::Fsync` also msyncs it. Only after this returns may its acknowledgements go out.
     pub fn commit(&mut self, ts_ns: u64) -> io::Result<()> {
@@ -218,7 +312,25 @@ impl<S: Storage> JournalWriter<S> {
             return Ok(());
         };
         self.seal_staged();
-        let chain = chain_next(&self.chain, &self.staging);
+        let body_len = self.staging.len();
+        let len = body_len + COMMIT_RECORD_BYTES;
+        assert!(
+            SEGMENT_HEADER_BYTES + len <= self.segment_bytes,
+            "batch of {len} bytes does not fit a segment of {}",
+            self.segment_bytes
+        );
+        if self.offset + len > self.segment_bytes {
+            self.unflush();
+            self.rotate()?;
+        }
+        // The body first, the commit record after it: a memcpy may store its bytes in any order,
+        // so a process killed inside one copy could otherwise leave a commit record without all of
+        // its batch. x86 retires stores in program order; the fence keeps the compiler from
+        // merging or reordering the two copies. Pieces of a large batch may be in already.
+        let flushed = std::mem::take(&mut self.flushed);
+        self.segment
+            .write(self.offset + flushed, &self.staging[flushed..body_len]);
+        let chain = self.batch_chain(body_len);
         let commit = Commit {
             first_seq,
             last_seq: self.batch_last_seq,
@@ -226,7 +338,6 @@ impl<S: Storage> JournalWriter<S> {
             chain,
         };
         let last_seq = self.batch_last_seq;
-        let body_len = self.staging.len();
         append_record(
             &mut self.staging,
             RecordKind::Commit,
@@ -236,20 +347,7 @@ impl<S: Storage> JournalWriter<S> {
                 encode_into(&commit, out);
             },
         );
-        let len = self.staging.len();
-        assert!(
-            SEGMENT_HEADER_BYTES + len <= self.segment_bytes,
-            "batch of {len} bytes does not fit a segment of {}",
-            self.segment_bytes
-        );
-        if self.offset + len > self.segment_bytes {
-            self.rotate()?;
-        }
-        // The body first, the commit record after it: a memcpy may store its bytes in any order,
-        // so a process killed inside one copy could otherwise leave a commit record without all of
-        // its batch. x86 retires stores in program order; the fence keeps the compiler from
-        // merging or reordering the two copies.
-        self.segment.write(self.offset, &self.staging[..body_len]);
+        assert_eq!(self.staging.len(), len, "commit record of a fixed size");
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         self.segment
             .write(self.offset + body_len, &self.staging[body_len..]);
@@ -263,6 +361,41 @@ impl<S: Storage> JournalWriter<S> {
         self.staging.clear();
         self.batch_records = 0;
         Ok(())
+    }
+
+    /// Takes back the pieces of the staged batch copied into the mapping (it does not fit the rest
+    /// of the segment): the hash goes on in line, and the copies become zero again, as the end of a
+    /// segment must be. A crash before that leaves a batch without its commit at the end of the
+    /// segment, which recovery cuts off like any torn tail.
+    fn unflush(&mut self) {
+        if let BatchHash::Thread = self.batch_hash {
+            let hasher = self.chain_hasher.as_mut().expect("a batch on the hasher");
+            let (state, hashed) = hasher.recall();
+            self.batch_hash = BatchHash::Resumed(state, hashed);
+        }
+        let zeros = [0u8; 4096];
+        let mut at = 0;
+        while at < self.flushed {
+            let n = zeros.len().min(self.flushed - at);
+            self.segment.write(self.offset + at, &zeros[..n]);
+            at += n;
+        }
+        self.flushed = 0;
+    }
+
+    /// The chain over the staged batch's first `body_len` bytes, from whoever is hashing it.
+    fn batch_chain(&mut self, body_len: usize) -> [u8; 32] {
+        match std::mem::replace(&mut self.batch_hash, BatchHash::Inline) {
+            BatchHash::Inline => chain_next(&self.chain, &self.staging[..body_len]),
+            BatchHash::Thread => {
+                let hasher = self.chain_hasher.as_mut().expect("a batch on the hasher");
+                hasher.finish(body_len)
+            }
+            BatchHash::Resumed(mut state, hashed) => {
+                state.update(&self.staging[hashed..body_len]);
+                *state.finalize().as_bytes()
+            }
+        }
     }
 
     /// Once a segment is half full, its successor is made on another thread: creating and

@@ -12,6 +12,11 @@ pub trait Segment {
     fn bytes(&self) -> &[u8];
     /// Copies `data` in at `offset`: after this returns the bytes survive a crash of the process.
     fn write(&mut self, offset: usize, data: &[u8]);
+    /// As [`Self::write`], for bytes this thread will not read again soon (a piece of a batch for
+    /// the chain hasher thread): the mapping may take them around this core's caches.
+    fn write_streaming(&mut self, offset: usize, data: &[u8]) {
+        self.write(offset, data);
+    }
     /// Makes `offset..offset + len` survive power loss (msync).
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()>;
     /// Gets the bytes from `offset` on ready to take appends without faults (the writer calls it
@@ -219,7 +224,37 @@ impl Segment for MmapSegment {
     }
 
     fn write(&mut self, offset: usize, data: &[u8]) {
-        self.map[offset..offset + data.len()].copy_from_slice(data);
+        assert!(
+            offset + data.len() <= self.map.len(),
+            "write of {} bytes at {offset} past a segment of {}",
+            data.len(),
+            self.map.len()
+        );
+        // Through a raw pointer, not a `&mut` of the whole mapping: the chain hasher thread may be
+        // reading the batch's earlier bytes (journal/hasher.rs).
+        // SAFETY: the range is inside the mapping (asserted) and does not overlap `data`, which
+        // is the writer's own memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                data.len(),
+            )
+        };
+    }
+
+    fn write_streaming(&mut self, offset: usize, data: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(
+                offset + data.len() <= self.map.len(),
+                "streaming write past the segment"
+            );
+            // SAFETY: the range is inside the mapping (asserted), which `data` does not overlap.
+            unsafe { stream_copy(self.map.as_mut_ptr().add(offset), data) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.write(offset, data);
     }
 
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
@@ -230,6 +265,25 @@ impl Segment for MmapSegment {
         // The unwritten rest is zero: faulting it in writable changes nothing but the page state.
         prefault_writable(&mut self.map, offset)
     }
+}
+
+/// Copies `data` to `target` with non-temporal stores for its 16-byte-aligned middle, then fences
+/// them (they are weakly ordered: the fence keeps them before any later store, such as the
+/// publication of the length to the hasher or the commit record).
+#[cfg(target_arch = "x86_64")]
+unsafe fn stream_copy(target: *mut u8, data: &[u8]) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    let head = target.align_offset(16).min(data.len());
+    std::ptr::copy_nonoverlapping(data.as_ptr(), target, head);
+    let blocks = (data.len() - head) / 16;
+    for i in 0..blocks {
+        let at = head + i * 16;
+        let block = _mm_loadu_si128(data.as_ptr().add(at) as *const __m128i);
+        _mm_stream_si128(target.add(at) as *mut __m128i, block);
+    }
+    let tail = head + blocks * 16;
+    std::ptr::copy_nonoverlapping(data.as_ptr().add(tail), target.add(tail), data.len() - tail);
+    _mm_sfence();
 }
 
 #[cfg(all(test, target_os = "linux"))]
