@@ -297,9 +297,9 @@ mod tests {
             JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
         writer.set_chain_hashing(hashing).unwrap();
         let mut seq = 0;
-        // Small batches (inline either way), batches of hundreds of KiB that fill segments, and
-        // one of 1.5 MiB, past the staging buffer's first 1 MiB: the buffer grows with the batch
-        // on the thread, which must be recalled first.
+        // Small batches (inline either way), batches of hundreds of KiB that fill segments (their
+        // pieces go into the mapping, then the batch no longer fits: recalled, zeroed, written
+        // whole into the next segment), and one of 1.5 MiB, past the staging buffer's first MiB.
         for (batch, pairs) in [1, 3, 700, 2_000, 1, 5_000, 900, 2_000, 2]
             .into_iter()
             .enumerate()

@@ -243,13 +243,16 @@ impl<S: Storage> JournalWriter<S> {
         let fits = self.offset + len + COMMIT_RECORD_BYTES <= self.segment_bytes;
         match self.batch_hash {
             BatchHash::Inline if fits => {
+                let Some(base) = self.segment.stable_base() else {
+                    return;
+                };
                 self.segment
                     .write_streaming(self.offset, &self.staging[..len]);
                 // SAFETY: the hasher reads the mapping from `offset` up to each published
                 // length; the writer writes there only past it until the batch is taken back
                 // (`commit` finishes or recalls it before it rotates, zeroes or writes its commit
                 // record), and the hasher is dropped before the segment (field order).
-                unsafe { hasher.start(self.segment.bytes()[self.offset..].as_ptr(), self.chain) };
+                unsafe { hasher.start(base.add(self.offset), self.chain) };
                 hasher.publish(len);
                 self.batch_hash = BatchHash::Thread;
             }

@@ -17,6 +17,13 @@ pub trait Segment {
     fn write_streaming(&mut self, offset: usize, data: &[u8]) {
         self.write(offset, data);
     }
+    /// A pointer to byte 0 that stays valid, and through which (or with [`Self::write`], which
+    /// must use it) every byte is written, for as long as the segment lives: only then may the
+    /// writer hand a batch to the chain hasher thread, which reads the segment while the writer
+    /// writes further on. `None` (the default) keeps the chain inline.
+    fn stable_base(&self) -> Option<*const u8> {
+        None
+    }
     /// Makes `offset..offset + len` survive power loss (msync).
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()>;
     /// Gets the bytes from `offset` on ready to take appends without faults (the writer calls it
@@ -59,6 +66,9 @@ pub struct MmapStorage {
 }
 
 pub struct MmapSegment {
+    /// The mapping's first byte, taken once: every write and the chain hasher's reads go through
+    /// it, never through a `&mut` of the whole mapping (which would alias the hasher's reads).
+    base: *mut u8,
     map: MmapMut,
     _file: File,
 }
@@ -169,7 +179,7 @@ fn create_segment(path: &Path, bytes: usize) -> io::Result<MmapSegment> {
     // SAFETY: the file was just created by this process, which alone maps and sizes it.
     let mut map = unsafe { MmapOptions::new().map_mut(&file)? };
     prefault_writable(&mut map, 0)?;
-    Ok(MmapSegment { map, _file: file })
+    Ok(MmapSegment::new(map, file))
 }
 
 fn open_segment(path: &Path) -> io::Result<MmapSegment> {
@@ -177,8 +187,22 @@ fn open_segment(path: &Path) -> io::Result<MmapSegment> {
     // SAFETY: the journal directory belongs to this process (one engine per data folder); no
     // one else truncates the file while it is mapped.
     let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
-    Ok(MmapSegment { map, _file: file })
+    Ok(MmapSegment::new(map, file))
 }
+
+impl MmapSegment {
+    fn new(mut map: MmapMut, file: File) -> MmapSegment {
+        MmapSegment {
+            base: map.as_mut_ptr(),
+            map,
+            _file: file,
+        }
+    }
+}
+
+// SAFETY: `base` points into `map`, which the segment owns and which does not move with it; the
+// segment is used by one thread at a time (the writer, or the thread that retires it).
+unsafe impl Send for MmapSegment {}
 
 /// Makes every page from `from` on present and writable, so that no store to it faults: on Linux
 /// with MADV_POPULATE_WRITE (5.14 on), half the time of touching each page from user space
@@ -234,13 +258,7 @@ impl Segment for MmapSegment {
         // reading the batch's earlier bytes (journal/hasher.rs).
         // SAFETY: the range is inside the mapping (asserted) and does not overlap `data`, which
         // is the writer's own memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.as_mut_ptr().add(offset),
-                data.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset), data.len()) };
     }
 
     fn write_streaming(&mut self, offset: usize, data: &[u8]) {
@@ -251,7 +269,7 @@ impl Segment for MmapSegment {
                 "streaming write past the segment"
             );
             // SAFETY: the range is inside the mapping (asserted), which `data` does not overlap.
-            unsafe { stream_copy(self.map.as_mut_ptr().add(offset), data) };
+            unsafe { stream_copy(self.base.add(offset), data) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         self.write(offset, data);
@@ -259,6 +277,10 @@ impl Segment for MmapSegment {
 
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
         self.map.flush_range(offset, len)
+    }
+
+    fn stable_base(&self) -> Option<*const u8> {
+        Some(self.base)
     }
 
     fn prepare_appends(&mut self, offset: usize) -> io::Result<()> {
