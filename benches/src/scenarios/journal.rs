@@ -94,9 +94,10 @@ pub fn run(options: &Options) -> Report {
         Payloads::Encoded(&payloads),
     );
     done("encoded");
-    let threaded = append_run_hashed(
+    let threaded = append_run_with(
         &dir.join("threaded"),
         &entries,
+        Durability::Process,
         Payloads::Encoded(&payloads),
         ChainHashing::Thread,
     );
@@ -300,16 +301,6 @@ fn append_run(
     payloads: Payloads<'_>,
 ) -> AppendRun {
     append_run_with(dir, entries, durability, payloads, ChainHashing::Inline)
-}
-
-/// [`append_run`] in `process` durability with the chain hashed as `hashing` says.
-fn append_run_hashed(
-    dir: &std::path::Path,
-    entries: &[Entry],
-    payloads: Payloads<'_>,
-    hashing: ChainHashing,
-) -> AppendRun {
-    append_run_with(dir, entries, Durability::Process, payloads, hashing)
 }
 
 fn append_run_with(
