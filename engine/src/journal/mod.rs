@@ -57,17 +57,22 @@ pub enum ChainHashing {
 enum BatchHash {
     /// Nobody yet: the writer hashes it at commit.
     Inline,
-    /// The chain hasher thread, following the pieces copied into the mapping.
+    /// The chain hasher thread, following the pieces copied into the mapping; the writer hashes
+    /// what it has not taken by the commit.
     Thread,
-    /// Recalled from the thread (the batch will not fit the rest of the segment): the state over
-    /// its first bytes.
-    Resumed(Box<blake3::Hasher>, usize),
+    /// Closed early (the batch will not fit the rest of the segment): the thread's runs are in
+    /// `chain_nodes`, the writer hashes the rest at commit.
+    Closed,
 }
 
 pub struct JournalWriter<S: Storage> {
     /// Declared first so that it is dropped (its thread joined) before `segment`, which it reads.
     chain_hasher: Option<ChainHasher>,
     batch_hash: BatchHash,
+    /// Subtrees of the batch's hash with their values: the hasher thread's runs, then the
+    /// writer's own (in `own_nodes` while the thread finishes, `ChainHasher::finish`).
+    chain_nodes: Vec<hasher::Node>,
+    own_nodes: Vec<hasher::Node>,
     /// Bytes of the staged batch already copied into the mapping at `offset` (for the hasher).
     flushed: usize,
     storage: S,
@@ -112,6 +117,8 @@ impl<S: Storage> JournalWriter<S> {
         let mut writer = JournalWriter {
             chain_hasher: None,
             batch_hash: BatchHash::Inline,
+            chain_nodes: Vec::new(),
+            own_nodes: Vec::new(),
             flushed: 0,
             storage,
             segment,
@@ -152,6 +159,8 @@ impl<S: Storage> JournalWriter<S> {
         Ok(JournalWriter {
             chain_hasher: None,
             batch_hash: BatchHash::Inline,
+            chain_nodes: Vec::new(),
+            own_nodes: Vec::new(),
             flushed: 0,
             storage,
             segment,
@@ -249,9 +258,10 @@ impl<S: Storage> JournalWriter<S> {
                 self.segment
                     .write_streaming(self.offset, &self.staging[..len]);
                 // SAFETY: the hasher reads the mapping from `offset` up to each published
-                // length; the writer writes there only past it until the batch is taken back
-                // (`commit` finishes or recalls it before it rotates, zeroes or writes its commit
-                // record), and the hasher is dropped before the segment (field order).
+                // length; the writer writes there only past it until the batch's runs are taken
+                // back (`commit` and `unflush` close it and take them before they rotate, zero or
+                // write the commit record), and the hasher is dropped before the segment (field
+                // order).
                 unsafe { hasher.start(base.add(self.offset), self.chain) };
                 hasher.publish(len);
                 self.batch_hash = BatchHash::Thread;
@@ -263,12 +273,12 @@ impl<S: Storage> JournalWriter<S> {
                 hasher.publish(len);
             }
             BatchHash::Thread => {
-                // The batch goes to the next segment whole: the hash goes on in line.
-                let (state, hashed) = hasher.recall();
-                self.batch_hash = BatchHash::Resumed(state, hashed);
+                // The batch goes to the next segment whole: the writer hashes the rest.
+                hasher.close_and_take(&mut self.chain_nodes);
+                self.batch_hash = BatchHash::Closed;
                 return;
             }
-            BatchHash::Inline | BatchHash::Resumed(..) => return,
+            BatchHash::Inline | BatchHash::Closed => return,
         }
         self.flushed = len;
     }
@@ -331,8 +341,12 @@ impl<S: Storage> JournalWriter<S> {
         // its batch. x86 retires stores in program order; the fence keeps the compiler from
         // merging or reordering the two copies. Pieces of a large batch may be in already.
         let flushed = std::mem::take(&mut self.flushed);
-        self.segment
-            .write(self.offset + flushed, &self.staging[flushed..body_len]);
+        let tail = &self.staging[flushed..body_len];
+        match self.batch_hash {
+            // The hasher thread may read the tail too: its share goes in with fenced stores.
+            BatchHash::Thread => self.segment.write_streaming(self.offset + flushed, tail),
+            _ => self.segment.write(self.offset + flushed, tail),
+        }
         let chain = self.batch_chain(body_len);
         let commit = Commit {
             first_seq,
@@ -367,14 +381,14 @@ impl<S: Storage> JournalWriter<S> {
     }
 
     /// Takes back the pieces of the staged batch copied into the mapping (it does not fit the rest
-    /// of the segment): the hash goes on in line, and the copies become zero again, as the end of a
-    /// segment must be. A crash before that leaves a batch without its commit at the end of the
+    /// of the segment): the writer hashes the rest, and the copies become zero again, as the end of
+    /// a segment must be. A crash before that leaves a batch without its commit at the end of the
     /// segment, which recovery cuts off like any torn tail.
     fn unflush(&mut self) {
         if let BatchHash::Thread = self.batch_hash {
             let hasher = self.chain_hasher.as_mut().expect("a batch on the hasher");
-            let (state, hashed) = hasher.recall();
-            self.batch_hash = BatchHash::Resumed(state, hashed);
+            hasher.close_and_take(&mut self.chain_nodes);
+            self.batch_hash = BatchHash::Closed;
         }
         let zeros = [0u8; 4096];
         let mut at = 0;
@@ -386,19 +400,27 @@ impl<S: Storage> JournalWriter<S> {
         self.flushed = 0;
     }
 
-    /// The chain over the staged batch's first `body_len` bytes, from whoever is hashing it.
+    /// The chain over the staged batch's first `body_len` bytes: hashed here, or put together
+    /// from the pieces the hasher thread took and the rest, hashed here while the thread finishes
+    /// its last piece.
     fn batch_chain(&mut self, body_len: usize) -> [u8; 32] {
+        let batch = &self.staging[..body_len];
         match std::mem::replace(&mut self.batch_hash, BatchHash::Inline) {
-            BatchHash::Inline => chain_next(&self.chain, &self.staging[..body_len]),
+            BatchHash::Inline => return chain_next(&self.chain, batch),
             BatchHash::Thread => {
                 let hasher = self.chain_hasher.as_mut().expect("a batch on the hasher");
-                hasher.finish(body_len)
+                hasher.finish(
+                    &self.chain,
+                    batch,
+                    &mut self.chain_nodes,
+                    &mut self.own_nodes,
+                );
             }
-            BatchHash::Resumed(mut state, hashed) => {
-                state.update(&self.staging[hashed..body_len]);
-                *state.finalize().as_bytes()
-            }
+            BatchHash::Closed => {}
         }
+        let chain = hasher::chain_from_nodes(&self.chain, batch, &self.chain_nodes);
+        self.chain_nodes.clear();
+        chain
     }
 
     /// Once a segment is half full, its successor is made on another thread: creating and

@@ -289,11 +289,23 @@ impl Segment for MmapSegment {
     }
 }
 
-/// Copies `data` to `target` with non-temporal stores for its 16-byte-aligned middle, then fences
-/// them (they are weakly ordered: the fence keeps them before any later store, such as the
-/// publication of the length to the hasher or the commit record).
+/// Copies `data` to `target` with non-temporal stores for its aligned middle, then fences them
+/// (they are weakly ordered: the fence keeps them before any later store, such as the
+/// publication of the length to the hasher or the commit record). A line at a time where the
+/// CPU has AVX-512 (a quarter of the stores of the SSE2 copy), 16 bytes at a time otherwise.
 #[cfg(target_arch = "x86_64")]
 unsafe fn stream_copy(target: *mut u8, data: &[u8]) {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked on the line above; the caller's contract.
+        unsafe { stream_copy_avx512(target, data) }
+    } else {
+        // SAFETY: x86_64 always has SSE2; the caller's contract.
+        unsafe { stream_copy_sse2(target, data) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn stream_copy_sse2(target: *mut u8, data: &[u8]) {
     use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
     let head = target.align_offset(16).min(data.len());
     std::ptr::copy_nonoverlapping(data.as_ptr(), target, head);
@@ -308,9 +320,65 @@ unsafe fn stream_copy(target: *mut u8, data: &[u8]) {
     _mm_sfence();
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn stream_copy_avx512(target: *mut u8, data: &[u8]) {
+    use std::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_stream_si512, _mm_sfence};
+    let head = target.align_offset(64).min(data.len());
+    std::ptr::copy_nonoverlapping(data.as_ptr(), target, head);
+    let lines = (data.len() - head) / 64;
+    for i in 0..lines {
+        let at = head + i * 64;
+        let line = _mm512_loadu_si512(data.as_ptr().add(at) as *const __m512i);
+        _mm512_stream_si512(target.add(at) as *mut __m512i, line);
+    }
+    let tail = head + lines * 64;
+    std::ptr::copy_nonoverlapping(data.as_ptr().add(tail), target.add(tail), data.len() - tail);
+    _mm_sfence();
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn both_streaming_copies_write_exactly_the_bytes_given() {
+        let source: Vec<u8> = (0..5_000u32).map(|i| (i * 7 + 1) as u8).collect();
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        // Every alignment of the target within a line, lengths around the line and the word.
+        for offset in 0..64 {
+            for len in [0, 1, 15, 16, 17, 63, 64, 65, 127, 200, 4_096, 4_999] {
+                let mut copies = vec![("sse2", vec![0xeeu8; 5_200])];
+                if avx512 {
+                    copies.push(("avx512", vec![0xeeu8; 5_200]));
+                }
+                for (name, target) in &mut copies {
+                    // SAFETY: the target range is inside the vector, which `source` is not.
+                    unsafe {
+                        let at = target.as_mut_ptr().add(offset);
+                        if *name == "sse2" {
+                            stream_copy_sse2(at, &source[..len]);
+                        } else {
+                            stream_copy_avx512(at, &source[..len]);
+                        }
+                    }
+                    assert_eq!(
+                        &target[offset..offset + len],
+                        &source[..len],
+                        "{name} {offset}+{len}"
+                    );
+                    assert!(
+                        target[..offset]
+                            .iter()
+                            .chain(&target[offset + len..])
+                            .all(|&b| b == 0xee),
+                        "{name} {offset}+{len} wrote outside its range"
+                    );
+                }
+            }
+        }
+    }
 
     /// This thread's minor page faults so far (field 10 of `/proc/thread-self/stat`).
     fn minor_faults() -> u64 {
