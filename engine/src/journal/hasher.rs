@@ -380,6 +380,11 @@ pub fn stream_len(len: usize) -> usize {
     PREVIOUS + len
 }
 
+/// Where the whole pieces of the hashed stream of a batch of `len` bytes end.
+pub fn whole_pieces_end(len: usize) -> usize {
+    stream_len(len) / PIECE_BYTES * PIECE_BYTES
+}
+
 /// Hashes bytes `from..to` of the stream `previous ‖ batch` (multiples of [`BLOCK_BYTES`], or
 /// the stream's end) in the fewest subtrees that tile them, and appends those to `nodes` in
 /// order: the writer's share of a batch.
@@ -681,39 +686,46 @@ mod tests {
         use crate::journal::format::{Genesis, RecordKind};
         use crate::journal::storage::{MmapStorage, Segment, Storage};
         use crate::journal::{read_journal, ChainHashing, Durability, JournalWriter, Repair};
-        let dir = std::env::temp_dir().join(format!("kinko-hasher-torn-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let genesis = Genesis {
-            config: crate::defaults::config(),
-        };
-        let storage = MmapStorage::open(&dir).unwrap();
-        let mut writer =
-            JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
-        writer.set_chain_hashing(ChainHashing::Thread).unwrap();
-        writer.append_encoded(RecordKind::Command, 1, 1, &[1; 40]);
-        writer.commit(1).unwrap();
-        let end = writer.position();
-        // A batch of ~200 KiB, its pieces copied into the mapping for the hasher, never committed:
-        // the process dies here.
-        for seq in 2..1_000 {
-            writer.append_encoded(RecordKind::Command, seq, seq, &[seq as u8; 200]);
+        // Either way the pieces go into the mapping as they are staged.
+        for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
+            let dir = std::env::temp_dir().join(format!(
+                "kinko-hasher-torn-{hashing:?}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let genesis = Genesis {
+                config: crate::defaults::config(),
+            };
+            let storage = MmapStorage::open(&dir).unwrap();
+            let mut writer =
+                JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
+            writer.set_chain_hashing(hashing).unwrap();
+            writer.append_encoded(RecordKind::Command, 1, 1, &[1; 40]);
+            writer.commit(1).unwrap();
+            let end = writer.position();
+            // A batch of ~200 KiB, its pieces copied into the mapping for the hasher, never committed:
+            // the process dies here.
+            for seq in 2..1_000 {
+                writer.append_encoded(RecordKind::Command, seq, seq, &[seq as u8; 200]);
+            }
+            assert_ne!(
+                &MmapStorage::open(&dir).unwrap().open(0).unwrap().bytes()
+                    [end.offset..end.offset + 8],
+                &[0; 8],
+                "the batch's first piece is in the mapping before its commit ({hashing:?})"
+            );
+            drop(writer);
+            let mut storage = MmapStorage::open(&dir).unwrap();
+            let read =
+                read_journal(&mut storage, Repair::CutTail).expect("a torn tail, not corruption");
+            let cut = read
+                .tail_cut
+                .clone()
+                .expect("the uncommitted batch is cut off");
+            assert_eq!((cut.offset, cut.seq), (end.offset, Some(2)));
+            assert_eq!((read.last_seq(), read.end), (1, end));
+            let _ = std::fs::remove_dir_all(&dir);
         }
-        assert_ne!(
-            &MmapStorage::open(&dir).unwrap().open(0).unwrap().bytes()[end.offset..end.offset + 8],
-            &[0; 8],
-            "the batch's first piece is in the mapping before its commit"
-        );
-        drop(writer);
-        let mut storage = MmapStorage::open(&dir).unwrap();
-        let read =
-            read_journal(&mut storage, Repair::CutTail).expect("a torn tail, not corruption");
-        let cut = read
-            .tail_cut
-            .clone()
-            .expect("the uncommitted batch is cut off");
-        assert_eq!((cut.offset, cut.seq), (end.offset, Some(2)));
-        assert_eq!((read.last_seq(), read.end), (1, end));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

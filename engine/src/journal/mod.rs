@@ -1,8 +1,9 @@
 //! The journal: sequenced commands and the events they produced, in memory-mapped segment files,
 //! checksummed per record and hash-chained per batch. docs/JOURNAL.md documents every byte.
 //!
-//! A batch is staged in memory (records, then a commit record carrying the hash chain), then copied
-//! into the mapping in one piece; a batch never straddles two segments. On recovery, a torn or
+//! A batch is staged in memory (records, then a commit record carrying the hash chain) and copied
+//! into the mapping, a large one 16 KiB at a time as it is staged, the commit record last; a batch
+//! never straddles two segments. On recovery, a torn or
 //! corrupt tail after the last commit of the last segment is cut off with a warning; corruption
 //! anywhere else refuses to start, naming the segment, the byte offset and the sequence number.
 
@@ -45,17 +46,19 @@ pub struct Position {
 #[serde(rename_all = "snake_case")]
 pub enum ChainHashing {
     #[default]
-    /// The writer, at commit.
+    /// The writer: each 16 KiB piece of a large batch as soon as it is staged (from its cache),
+    /// the rest at commit.
     Inline,
     /// A thread of its own, for a batch of at least 16 KiB: the writer copies the batch into the
-    /// mapping a piece at a time as it stages it, and the thread hashes each piece there (smaller
-    /// batches stay inline: handing them over would cost more than it saves).
+    /// mapping a piece at a time as it stages it, the thread hashes each piece there, and at
+    /// commit the two share the rest (smaller batches stay inline: handing them over would cost
+    /// more than it saves).
     Thread,
 }
 
 /// Who is hashing the batch being staged.
 enum BatchHash {
-    /// Nobody yet: the writer hashes it at commit.
+    /// The writer: its pieces as they are staged (in `chain_nodes`), the rest at commit.
     Inline,
     /// The chain hasher thread, following the pieces copied into the mapping; the writer hashes
     /// what it has not taken by the commit.
@@ -75,6 +78,9 @@ pub struct JournalWriter<S: Storage> {
     own_nodes: Vec<hasher::Node>,
     /// Bytes of the staged batch already copied into the mapping at `offset` (for the hasher).
     flushed: usize,
+    /// Where in the batch's hashed stream (the previous chain, then the batch) the pieces the
+    /// writer has hashed as it staged them end (inline hashing; their values in `chain_nodes`).
+    hashed: usize,
     storage: S,
     segment: S::Segment,
     index: u64,
@@ -120,6 +126,7 @@ impl<S: Storage> JournalWriter<S> {
             chain_nodes: Vec::new(),
             own_nodes: Vec::new(),
             flushed: 0,
+            hashed: 0,
             storage,
             segment,
             index: 0,
@@ -162,6 +169,7 @@ impl<S: Storage> JournalWriter<S> {
             chain_nodes: Vec::new(),
             own_nodes: Vec::new(),
             flushed: 0,
+            hashed: 0,
             storage,
             segment,
             index: read.end.index,
@@ -234,22 +242,35 @@ impl<S: Storage> JournalWriter<S> {
             let (middle, last) = tail.split_at_mut(third - second);
             seal_records([head, middle, last]);
             self.unsealed_count = 0;
-            if self.chain_hasher.is_some() {
-                self.sealed_to(self.staging.len());
-            }
+            self.sealed_to(self.staging.len());
         }
     }
 
     /// Every record below `len` is sealed: once there is a piece of it, copy it into the mapping
-    /// and hand it to the hasher thread (handing the batch over with its first piece).
+    /// and hash it here while it is in this core's cache, or hand it to the hasher thread
+    /// (handing the batch over with its first piece).
     fn sealed_to(&mut self, len: usize) {
+        let fits = self.offset + len + COMMIT_RECORD_BYTES <= self.segment_bytes;
         let Some(hasher) = self.chain_hasher.as_mut() else {
+            // Hashed from the staging buffer right after staging, 16 KiB at a time, BLAKE3 runs
+            // at 7 GB/s; over the whole batch at commit, from the L2 cache, at 4.7.
+            let to = hasher::whole_pieces_end(len);
+            if to > self.hashed {
+                let batch = &self.staging[..len];
+                hasher::hash_range(&self.chain, batch, self.hashed, to, &mut self.chain_nodes);
+                self.hashed = to;
+            }
+            if fits && len >= self.flushed + hasher::PIECE_BYTES {
+                let from = self.flushed;
+                self.segment
+                    .write_streaming(self.offset + from, &self.staging[from..len]);
+                self.flushed = len;
+            }
             return;
         };
         if len < self.flushed + hasher::PIECE_BYTES {
             return;
         }
-        let fits = self.offset + len + COMMIT_RECORD_BYTES <= self.segment_bytes;
         match self.batch_hash {
             BatchHash::Inline if fits => {
                 let Some(base) = self.segment.stable_base() else {
@@ -341,6 +362,7 @@ impl<S: Storage> JournalWriter<S> {
         // its batch. x86 retires stores in program order; the fence keeps the compiler from
         // merging or reordering the two copies. Pieces of a large batch may be in already.
         let flushed = std::mem::take(&mut self.flushed);
+        self.hashed = 0;
         let tail = &self.staging[flushed..body_len];
         match self.batch_hash {
             // The hasher thread may read the tail too: its share goes in with fenced stores.
@@ -406,7 +428,8 @@ impl<S: Storage> JournalWriter<S> {
     fn batch_chain(&mut self, body_len: usize) -> [u8; 32] {
         let batch = &self.staging[..body_len];
         match std::mem::replace(&mut self.batch_hash, BatchHash::Inline) {
-            BatchHash::Inline => return chain_next(&self.chain, batch),
+            // The pieces hashed as they were staged are in `chain_nodes`; the join hashes the rest.
+            BatchHash::Inline => {}
             BatchHash::Thread => {
                 let hasher = self.chain_hasher.as_mut().expect("a batch on the hasher");
                 hasher.finish(
