@@ -380,9 +380,26 @@ pub fn stream_len(len: usize) -> usize {
     PREVIOUS + len
 }
 
-/// Where the whole pieces of the hashed stream of a batch of `len` bytes end.
-pub fn whole_pieces_end(len: usize) -> usize {
-    stream_len(len) / PIECE_BYTES * PIECE_BYTES
+/// Hashes the 16 KiB pieces of a batch still being staged (`staged`, its bytes so far) from
+/// `*hashed` (where the pieces hashed before end, in the stream) up to the last piece that ends
+/// before the stream's current end, and appends one node per piece to `nodes`: the writer's inline
+/// hashing, while the pieces are in its cache. Each is an aligned 16 KiB block strictly inside any
+/// stream the batch can grow into, so a subtree of its final tree; a piece ending exactly at the
+/// current end waits (the batch may end there, the piece then its whole stream), and so does any
+/// larger tile of this prefix's tree, which a longer batch can reshape.
+pub fn hash_staged_pieces(
+    previous: &[u8; 32],
+    staged: &[u8],
+    hashed: &mut usize,
+    nodes: &mut Vec<Node>,
+) {
+    let before_end = (stream_len(staged.len()) - 1) / PIECE_BYTES * PIECE_BYTES;
+    while *hashed < before_end {
+        let (start, end) = (*hashed, *hashed + PIECE_BYTES);
+        let cv = subtree_cv(previous, staged, start, end);
+        nodes.push(Node { start, end, cv });
+        *hashed = end;
+    }
 }
 
 /// Hashes bytes `from..to` of the stream `previous ‖ batch` (multiples of [`BLOCK_BYTES`], or
@@ -572,7 +589,6 @@ mod tests {
                     let mut nodes = theirs.clone();
                     let total = stream_len(len);
                     hash_range(&previous, &batch, blocks * BLOCK_BYTES, total, &mut nodes);
-                    assert!(nodes.len() >= theirs.len());
                     assert_eq!(
                         chain_from_nodes(&previous, &batch, &nodes),
                         expected,
@@ -580,6 +596,154 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn pieces_hashed_while_a_batch_grows_are_subtrees_of_its_final_tree() {
+        // (A review found this: tiling a prefix whose length was a multiple of 16 KiB gave a
+        // 48 KiB node of that prefix's tree, which the longer final batch's tree does not have.)
+        let previous = [3u8; 32];
+        let batch = bytes(400_000, 11);
+        let mut growths = vec![
+            (vec![70_080, 114_656], 114_792),
+            (vec![PIECE - PREVIOUS], PIECE - PREVIOUS),
+            (vec![PIECE - PREVIOUS], PIECE - PREVIOUS + 1),
+            (
+                vec![2 * PIECE - PREVIOUS, 4 * PIECE - PREVIOUS],
+                4 * PIECE - PREVIOUS,
+            ),
+            (
+                vec![2 * PIECE - PREVIOUS, 4 * PIECE - PREVIOUS],
+                7 * PIECE - PREVIOUS + 9,
+            ),
+        ];
+        // And a sweep: grown by steps of every size from a few bytes to 40 KiB.
+        let mut seed = 0x9e37_79b9_u64;
+        for _ in 0..200 {
+            let (mut at, mut steps) = (0, Vec::new());
+            while at < 300_000 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                at += 8 + (seed >> 33) as usize % 40_000;
+                steps.push(at.min(300_000));
+            }
+            let last = *steps.last().unwrap();
+            growths.push((steps, last + (seed >> 40) as usize % 100));
+        }
+        for (steps, len) in growths {
+            let (mut hashed, mut nodes) = (0, Vec::new());
+            for &staged in &steps {
+                hash_staged_pieces(&previous, &batch[..staged], &mut hashed, &mut nodes);
+            }
+            let batch = &batch[..len];
+            assert_eq!(
+                chain_from_nodes(&previous, batch, &nodes),
+                chain_next(&previous, batch),
+                "grown through {steps:?} to {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_whose_staged_bytes_once_ended_on_a_piece_commits_and_reads_back() {
+        use crate::journal::format::{Genesis, RecordKind};
+        use crate::journal::storage::MmapStorage;
+        use crate::journal::{read_journal, ChainHashing, Durability, JournalWriter, Repair};
+        // Records sealed three at a time: after the first three the stream is 70,112 bytes long,
+        // after the next three exactly 112 KiB, and one more record follows before the commit
+        // (the review's case; the old tiling panicked in `commit`).
+        let sizes = [23_328, 23_328, 23_328, 14_824, 14_824, 14_832, 100];
+        for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
+            let dir = std::env::temp_dir().join(format!(
+                "kinko-hasher-edge-{hashing:?}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let genesis = Genesis {
+                config: crate::defaults::config(),
+            };
+            let storage = MmapStorage::open(&dir).unwrap();
+            let mut writer =
+                JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
+            writer.set_chain_hashing(hashing).unwrap();
+            for (i, size) in sizes.into_iter().enumerate() {
+                let seq = i as u64 + 1;
+                writer.append_encoded(RecordKind::Command, seq, seq, &vec![seq as u8; size]);
+            }
+            writer.commit(8).unwrap();
+            drop(writer);
+            let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly)
+                .expect("the batch reads back with its chain intact");
+            assert_eq!(read.last_seq(), 7, "{hashing:?}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn a_batch_that_stops_fitting_only_at_its_commit_is_written_whole_into_the_next_segment() {
+        use crate::journal::format::*;
+        use crate::journal::storage::MmapStorage;
+        use crate::journal::{read_journal, ChainHashing, Durability, JournalWriter, Repair};
+        const SEGMENT: usize = 2 << 20;
+        let record = |payload: usize| {
+            (RECORD_HEADER_BYTES + payload + RECORD_TRAILER_BYTES).div_ceil(RECORD_ALIGN)
+                * RECORD_ALIGN
+        };
+        for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
+            let dir = std::env::temp_dir().join(format!(
+                "kinko-hasher-late-{hashing:?}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let genesis = Genesis {
+                config: crate::defaults::config(),
+            };
+            let storage = MmapStorage::open(&dir).unwrap();
+            let mut writer =
+                JournalWriter::create(storage, &genesis, 1, SEGMENT, Durability::Process).unwrap();
+            writer.set_chain_hashing(hashing).unwrap();
+            let mut seq = 0;
+            let mut append = |writer: &mut JournalWriter<MmapStorage>, payload: usize| {
+                seq += 1;
+                writer.append_encoded(RecordKind::Command, seq, seq, &vec![seq as u8; payload]);
+                seq
+            };
+            while SEGMENT - writer.position().offset > 200_000 {
+                let mut last = 0;
+                for _ in 0..3 {
+                    last = append(&mut writer, 10_000);
+                }
+                writer.commit(last).unwrap();
+            }
+            // Thirty records (sealed in threes, every piece in the mapping, the last seal still
+            // fitting with under 300 bytes to spare), then one more that does not fit: the batch
+            // moves to the next segment only at its commit.
+            let room = SEGMENT - writer.position().offset - COMMIT_RECORD_BYTES;
+            let payload = (room - 50) / 30 - RECORD_HEADER_BYTES - RECORD_TRAILER_BYTES - 8;
+            assert!(
+                room - 30 * record(payload) < record(1_000),
+                "the last record does not fit"
+            );
+            for _ in 0..30 {
+                append(&mut writer, payload);
+            }
+            let last = append(&mut writer, 1_000);
+            writer.commit(last).unwrap();
+            assert_eq!(
+                writer.position().index,
+                1,
+                "{hashing:?}: the batch went to segment 1"
+            );
+            drop(writer);
+            // Segment 0's copies were zeroed again (else its end would read as corruption).
+            let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly)
+                .expect("both segments read back with the chain intact");
+            assert_eq!(
+                (read.last_seq(), read.segments.len()),
+                (last, 2),
+                "{hashing:?}"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 
@@ -637,8 +801,8 @@ mod tests {
         writer.set_chain_hashing(hashing).unwrap();
         let mut seq = 0;
         // Small batches (inline either way), batches of hundreds of KiB that fill segments (their
-        // pieces go into the mapping, then the batch no longer fits: recalled, zeroed, written
-        // whole into the next segment), and one of 1.5 MiB, past the staging buffer's first MiB.
+        // pieces go into the mapping, then the batch no longer fits: closed, zeroed, written
+        // whole into the next segment), and one of ~1.2 MB, past the staging buffer's first MiB.
         for (batch, pairs) in [1, 3, 700, 2_000, 1, 5_000, 900, 2_000, 2]
             .into_iter()
             .enumerate()

@@ -254,12 +254,13 @@ impl<S: Storage> JournalWriter<S> {
         let Some(hasher) = self.chain_hasher.as_mut() else {
             // Hashed from the staging buffer right after staging, 16 KiB at a time, BLAKE3 runs
             // at 7 GB/s; over the whole batch at commit, from the L2 cache, at 4.7.
-            let to = hasher::whole_pieces_end(len);
-            if to > self.hashed {
-                let batch = &self.staging[..len];
-                hasher::hash_range(&self.chain, batch, self.hashed, to, &mut self.chain_nodes);
-                self.hashed = to;
-            }
+            let staged = &self.staging[..len];
+            hasher::hash_staged_pieces(
+                &self.chain,
+                staged,
+                &mut self.hashed,
+                &mut self.chain_nodes,
+            );
             if fits && len >= self.flushed + hasher::PIECE_BYTES {
                 let from = self.flushed;
                 self.segment
