@@ -514,6 +514,32 @@ mod tests {
         }
     }
 
+    /// A new journal in a scratch directory of its own, its chain hashed as `hashing` says.
+    fn scratch_writer(
+        name: &str,
+        hashing: crate::journal::ChainHashing,
+        segment_bytes: usize,
+    ) -> (
+        std::path::PathBuf,
+        crate::journal::JournalWriter<crate::journal::storage::MmapStorage>,
+    ) {
+        use crate::journal::{format::Genesis, storage::MmapStorage, Durability, JournalWriter};
+        let dir = std::env::temp_dir().join(format!(
+            "kinko-hasher-{name}-{hashing:?}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let genesis = Genesis {
+            config: crate::defaults::config(),
+        };
+        let storage = MmapStorage::open(&dir).unwrap();
+        let mut writer =
+            JournalWriter::create(storage, &genesis, 1, segment_bytes, Durability::Process)
+                .unwrap();
+        writer.set_chain_hashing(hashing).unwrap();
+        (dir, writer)
+    }
+
     /// The runs a thread would claim of the first `blocks` blocks, with `step` more published
     /// each time it looks.
     fn runs(previous: &[u8; 32], batch: &[u8], blocks: usize, step: usize) -> Vec<Node> {
@@ -646,26 +672,15 @@ mod tests {
 
     #[test]
     fn a_batch_whose_staged_bytes_once_ended_on_a_piece_commits_and_reads_back() {
-        use crate::journal::format::{Genesis, RecordKind};
+        use crate::journal::format::RecordKind;
         use crate::journal::storage::MmapStorage;
-        use crate::journal::{read_journal, ChainHashing, Durability, JournalWriter, Repair};
+        use crate::journal::{read_journal, ChainHashing, Repair};
         // Records sealed three at a time: after the first three the stream is 70,112 bytes long,
         // after the next three exactly 112 KiB, and one more record follows before the commit
         // (the review's case; the old tiling panicked in `commit`).
         let sizes = [23_328, 23_328, 23_328, 14_824, 14_824, 14_832, 100];
         for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
-            let dir = std::env::temp_dir().join(format!(
-                "kinko-hasher-edge-{hashing:?}-{}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            let genesis = Genesis {
-                config: crate::defaults::config(),
-            };
-            let storage = MmapStorage::open(&dir).unwrap();
-            let mut writer =
-                JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
-            writer.set_chain_hashing(hashing).unwrap();
+            let (dir, mut writer) = scratch_writer("edge", hashing, 2 << 20);
             for (i, size) in sizes.into_iter().enumerate() {
                 let seq = i as u64 + 1;
                 writer.append_encoded(RecordKind::Command, seq, seq, &vec![seq as u8; size]);
@@ -683,27 +698,17 @@ mod tests {
     fn a_batch_that_stops_fitting_only_at_its_commit_is_written_whole_into_the_next_segment() {
         use crate::journal::format::*;
         use crate::journal::storage::MmapStorage;
-        use crate::journal::{read_journal, ChainHashing, Durability, JournalWriter, Repair};
+        use crate::journal::{read_journal, ChainHashing, Repair};
         const SEGMENT: usize = 2 << 20;
         let record = |payload: usize| {
             (RECORD_HEADER_BYTES + payload + RECORD_TRAILER_BYTES).div_ceil(RECORD_ALIGN)
                 * RECORD_ALIGN
         };
         for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
-            let dir = std::env::temp_dir().join(format!(
-                "kinko-hasher-late-{hashing:?}-{}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            let genesis = Genesis {
-                config: crate::defaults::config(),
-            };
-            let storage = MmapStorage::open(&dir).unwrap();
-            let mut writer =
-                JournalWriter::create(storage, &genesis, 1, SEGMENT, Durability::Process).unwrap();
-            writer.set_chain_hashing(hashing).unwrap();
+            let (dir, mut writer) = scratch_writer("late", hashing, SEGMENT);
             let mut seq = 0;
-            let mut append = |writer: &mut JournalWriter<MmapStorage>, payload: usize| {
+            let mut append = |writer: &mut crate::journal::JournalWriter<MmapStorage>,
+                              payload: usize| {
                 seq += 1;
                 writer.append_encoded(RecordKind::Command, seq, seq, &vec![seq as u8; payload]);
                 seq
@@ -786,19 +791,9 @@ mod tests {
     /// Writes the same batches with the chain hashed inline and on the thread; returns each
     /// journal's segment files.
     fn journal_files(hashing: crate::journal::ChainHashing) -> Vec<Vec<u8>> {
-        use crate::journal::format::{Genesis, RecordKind};
+        use crate::journal::format::RecordKind;
         use crate::journal::storage::MmapStorage;
-        use crate::journal::{Durability, JournalWriter};
-        let dir =
-            std::env::temp_dir().join(format!("kinko-hasher-{hashing:?}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let storage = MmapStorage::open(&dir).unwrap();
-        let genesis = Genesis {
-            config: crate::defaults::config(),
-        };
-        let mut writer =
-            JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
-        writer.set_chain_hashing(hashing).unwrap();
+        let (dir, mut writer) = scratch_writer("files", hashing, 2 << 20);
         let mut seq = 0;
         // Small batches (inline either way), batches of hundreds of KiB that fill segments (their
         // pieces go into the mapping, then the batch no longer fits: closed, zeroed, written
@@ -847,23 +842,12 @@ mod tests {
 
     #[test]
     fn a_batch_cut_short_after_its_pieces_reached_the_mapping_is_a_torn_tail() {
-        use crate::journal::format::{Genesis, RecordKind};
+        use crate::journal::format::RecordKind;
         use crate::journal::storage::{MmapStorage, Segment, Storage};
-        use crate::journal::{read_journal, ChainHashing, Durability, JournalWriter, Repair};
+        use crate::journal::{read_journal, ChainHashing, Repair};
         // Either way the pieces go into the mapping as they are staged.
         for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
-            let dir = std::env::temp_dir().join(format!(
-                "kinko-hasher-torn-{hashing:?}-{}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            let genesis = Genesis {
-                config: crate::defaults::config(),
-            };
-            let storage = MmapStorage::open(&dir).unwrap();
-            let mut writer =
-                JournalWriter::create(storage, &genesis, 1, 2 << 20, Durability::Process).unwrap();
-            writer.set_chain_hashing(hashing).unwrap();
+            let (dir, mut writer) = scratch_writer("torn", hashing, 2 << 20);
             writer.append_encoded(RecordKind::Command, 1, 1, &[1; 40]);
             writer.commit(1).unwrap();
             let end = writer.position();

@@ -120,30 +120,16 @@ impl<S: Storage> JournalWriter<S> {
         let mut segment = storage.create(0, segment_bytes)?;
         segment.write(0, &segment_header(0, segment_bytes, &config_hash));
         segment.sync(0, SEGMENT_HEADER_BYTES)?;
-        let mut writer = JournalWriter {
-            chain_hasher: None,
-            batch_hash: BatchHash::Inline,
-            chain_nodes: Vec::new(),
-            own_nodes: Vec::new(),
-            flushed: 0,
-            hashed: 0,
-            storage,
-            segment,
+        let start = Position {
             index: 0,
             offset: SEGMENT_HEADER_BYTES,
-            segment_bytes,
-            chain: CHAIN_ZERO,
-            config_hash,
-            durability,
-            staging: Vec::with_capacity(1 << 20),
-            unsealed: [0; 3],
-            unsealed_count: 0,
-            batch_first_seq: None,
-            batch_last_seq: 0,
-            batch_records: 0,
-            bytes_written: 0,
-            ahead: None,
         };
+        let mut writer =
+            JournalWriter::at(storage, segment, start, CHAIN_ZERO, config_hash, durability);
+        assert_eq!(
+            writer.segment_bytes, segment_bytes,
+            "a segment of the size asked for"
+        );
         writer.stage(RecordKind::Genesis, 0, ts_ns, |out| {
             out.extend_from_slice(&payload)
         });
@@ -162,8 +148,27 @@ impl<S: Storage> JournalWriter<S> {
         segment.prepare_appends(read.end.offset)?;
         // Segments keep the size they were created with; new ones take the configured size.
         let _ = segment_bytes;
-        let segment_bytes = segment.bytes().len();
-        Ok(JournalWriter {
+        Ok(JournalWriter::at(
+            storage,
+            segment,
+            read.end,
+            read.chain,
+            read.config_hash,
+            durability,
+        ))
+    }
+
+    /// A writer appending to `segment` at `end`, after the chain `chain`, nothing staged. New
+    /// segments take this one's size.
+    fn at(
+        storage: S,
+        segment: S::Segment,
+        end: Position,
+        chain: [u8; 32],
+        config_hash: [u8; 32],
+        durability: Durability,
+    ) -> JournalWriter<S> {
+        JournalWriter {
             chain_hasher: None,
             batch_hash: BatchHash::Inline,
             chain_nodes: Vec::new(),
@@ -171,12 +176,12 @@ impl<S: Storage> JournalWriter<S> {
             flushed: 0,
             hashed: 0,
             storage,
+            segment_bytes: segment.bytes().len(),
             segment,
-            index: read.end.index,
-            offset: read.end.offset,
-            segment_bytes,
-            chain: read.chain,
-            config_hash: read.config_hash,
+            index: end.index,
+            offset: end.offset,
+            chain,
+            config_hash,
             durability,
             staging: Vec::with_capacity(1 << 20),
             unsealed: [0; 3],
@@ -186,7 +191,7 @@ impl<S: Storage> JournalWriter<S> {
             batch_records: 0,
             bytes_written: 0,
             ahead: None,
-        })
+        }
     }
 
     /// Chooses who hashes the chain from the next batch on (a new writer hashes inline).
