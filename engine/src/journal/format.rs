@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::crc;
 use crate::exchange::ExchangeConfig;
 
 /// The first 8 bytes of every segment file.
@@ -195,57 +196,21 @@ pub fn append_record_unsealed(
 /// Writes the CRC32C trailer of one whole record (its last four bytes).
 pub fn seal_record(record: &mut [u8]) {
     let body = record.len() - RECORD_TRAILER_BYTES;
-    let crc = crc32c::crc32c(&record[..body]);
+    let crc = crc::crc32c(&record[..body]);
     record[body..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Writes the CRC32C trailers of three whole records at once. A record's checksum is a chain of
-/// dependent `crc32` instructions (three cycles each, eight bytes); three records interleaved keep
-/// the unit busy, and per-record checksums were most of the cost of staging a batch (docs/PERFORMANCE.md).
+/// Writes the CRC32C trailers of three whole records at once: where the CPU has no AVX-512 fold,
+/// a record's checksum is a chain of dependent `crc32` instructions, and three chains interleaved
+/// keep the unit busy (`crc::crc32c_three`, docs/PERFORMANCE.md).
 pub fn seal_records(records: [&mut [u8]; 3]) {
     let [a, b, c] = records;
     let body = |r: &[u8]| r.len() - RECORD_TRAILER_BYTES;
-    let crcs = crc32c_three([&a[..body(a)], &b[..body(b)], &c[..body(c)]]);
+    let crcs = crc::crc32c_three([&a[..body(a)], &b[..body(b)], &c[..body(c)]]);
     for (record, crc) in [a, b, c].into_iter().zip(crcs) {
         let body = body(record);
         record[body..].copy_from_slice(&crc.to_le_bytes());
     }
-}
-
-/// The CRC32C (Castagnoli, as the `crc32c` crate computes it) of three byte strings, interleaved.
-pub fn crc32c_three(parts: [&[u8]; 3]) -> [u32; 3] {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("sse4.2") {
-        // SAFETY: the CPU has SSE4.2, checked on the line above.
-        return unsafe { crc32c_three_sse42(parts) };
-    }
-    parts.map(crc32c::crc32c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_three_sse42(parts: [&[u8]; 3]) -> [u32; 3] {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    let mut crcs = [!0u64; 3];
-    // In lockstep while all three have whole words; each alone after that.
-    let lockstep = parts.iter().map(|p| p.len() / 8).min().unwrap_or(0) * 8;
-    for at in (0..lockstep).step_by(8) {
-        crcs[0] = _mm_crc32_u64(crcs[0], word(parts[0], at));
-        crcs[1] = _mm_crc32_u64(crcs[1], word(parts[1], at));
-        crcs[2] = _mm_crc32_u64(crcs[2], word(parts[2], at));
-    }
-    for (crc, part) in crcs.iter_mut().zip(parts) {
-        let words = part[lockstep..].chunks_exact(8);
-        let tail = words.remainder();
-        for w in words {
-            *crc = _mm_crc32_u64(*crc, word(w, 0));
-        }
-        for &byte in tail {
-            *crc = _mm_crc32_u8(*crc as u32, byte) as u64;
-        }
-    }
-    crcs.map(|crc| !(crc as u32))
 }
 
 /// A record read back from bytes, checked.
@@ -289,7 +254,7 @@ pub fn parse_record(bytes: &[u8]) -> Result<RecordView<'_>, RecordError> {
     }
     let record = &bytes[..len];
     let stored = u32::from_le_bytes(record[len - 4..].try_into().unwrap());
-    let computed = crc32c::crc32c(&record[..len - 4]);
+    let computed = crc::crc32c(&record[..len - 4]);
     if stored != computed {
         return Err(RecordError::BadChecksum { stored, computed });
     }
@@ -346,27 +311,6 @@ mod tests {
         let mut out = Vec::new();
         encode_into(&"kinko".to_string(), &mut out);
         assert_eq!(decode::<String>(&out).as_deref(), Some("kinko"));
-    }
-
-    #[test]
-    fn three_checksums_at_once_equal_one_at_a_time() {
-        // Lengths around the word size and unequal, so that every path (lockstep, one alone,
-        // trailing bytes) is taken.
-        let bytes: Vec<u8> = (0..300u32).map(|i| (i * 151 % 256) as u8).collect();
-        for (la, lb, lc) in [
-            (0, 0, 0),
-            (1, 8, 9),
-            (84, 156, 28),
-            (300, 7, 64),
-            (15, 300, 16),
-        ] {
-            let parts = [&bytes[..la], &bytes[3..3 + lb.min(297)], &bytes[300 - lc..]];
-            assert_eq!(
-                crc32c_three(parts),
-                parts.map(crc32c::crc32c),
-                "lengths {la} {lb} {lc}"
-            );
-        }
     }
 
     #[test]

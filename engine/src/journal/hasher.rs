@@ -675,21 +675,22 @@ mod tests {
         use crate::journal::format::RecordKind;
         use crate::journal::storage::MmapStorage;
         use crate::journal::{read_journal, ChainHashing, Repair};
-        // Records sealed three at a time: after the first three the stream is 70,112 bytes long,
-        // after the next three exactly 112 KiB, and one more record follows before the commit
-        // (the review's case; the old tiling panicked in `commit`).
-        let sizes = [23_328, 23_328, 23_328, 14_824, 14_824, 14_832, 100];
+        // A record of 16 KiB or more is sealed (and its pieces hashed) as soon as it is staged:
+        // after the first three the stream is 70,112 bytes long, after the fourth exactly 112 KiB,
+        // and one more record follows before the commit (the review's case, where the old tiling
+        // panicked in `commit`).
+        let sizes = [23_328, 23_328, 23_328, 44_544, 100];
         for hashing in [ChainHashing::Inline, ChainHashing::Thread] {
             let (dir, mut writer) = scratch_writer("edge", hashing, 2 << 20);
             for (i, size) in sizes.into_iter().enumerate() {
                 let seq = i as u64 + 1;
                 writer.append_encoded(RecordKind::Command, seq, seq, &vec![seq as u8; size]);
             }
-            writer.commit(8).unwrap();
+            writer.commit(6).unwrap();
             drop(writer);
             let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly)
                 .expect("the batch reads back with its chain intact");
-            assert_eq!(read.last_seq(), 7, "{hashing:?}");
+            assert_eq!(read.last_seq(), 5, "{hashing:?}");
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
