@@ -130,19 +130,45 @@ pub struct Level {
     pub(crate) tail: u32,
 }
 
+impl Level {
+    fn empty(price_ticks: PriceTicks) -> Level {
+        Level {
+            price_ticks,
+            qty_lots: 0,
+            count: 0,
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
 /// One side of a book: levels sorted from worst to best, so that the best level is the last one
 /// and the busy end of the book is where a Vec is cheapest to change.
+///
+/// A level that empties behind the best stays in place, empty (`count == 0`), until an order
+/// comes to its price again: taking it out of the middle, or putting it back, would shift every
+/// level above it (kilobytes of memmove per command on a deep book). The best level is never
+/// empty: when it empties, it and the empty levels under it go at once. The empty levels are
+/// dropped together when they outnumber the live ones (and more than [`EMPTY_LEVELS_KEPT`] wait)
+/// or when the vector is full, so a book that moves away from its old prices does not drag them
+/// along. Readers skip empty levels (`live_levels`); nothing they see depends on where they are.
 pub(crate) struct Ladder {
     pub side: Side,
     pub levels: Vec<Level>,
+    /// The levels with orders on them (`levels` holds these and the empty ones).
+    pub live: usize,
     pub levels_max: usize,
 }
+
+/// How many empty levels a ladder may keep before it drops them, whatever the live count.
+pub(crate) const EMPTY_LEVELS_KEPT: usize = 1_024;
 
 impl Ladder {
     pub fn new(side: Side, levels_max: usize) -> Ladder {
         Ladder {
             side,
             levels: Vec::with_capacity(levels_max),
+            live: 0,
             levels_max,
         }
     }
@@ -175,7 +201,21 @@ impl Ladder {
     }
 
     pub fn has_room_for(&self, price_ticks: PriceTicks) -> bool {
-        self.levels.len() < self.levels_max || self.find(price_ticks).is_ok()
+        self.live < self.levels_max
+            || self
+                .find(price_ticks)
+                .is_ok_and(|index| self.levels[index].count > 0)
+    }
+
+    /// The levels with orders on them, worst to best.
+    pub fn live_levels(&self) -> impl DoubleEndedIterator<Item = &Level> + '_ {
+        self.levels.iter().filter(|level| level.count > 0)
+    }
+
+    /// Drops every empty level.
+    fn compact(&mut self) {
+        self.levels.retain(|level| level.count > 0);
+        debug_assert_eq!(self.levels.len(), self.live);
     }
 
     #[inline]
@@ -195,26 +235,29 @@ impl Ladder {
             debug_assert_eq!(order.side, self.side);
             (order.price_ticks, order.qty_open)
         };
-        let index = match self.find(price_ticks) {
+        let index = self.find(price_ticks);
+        let fresh = index.map_or(true, |index| self.levels[index].count == 0);
+        assert!(
+            !fresh || self.live < self.levels_max,
+            "ladder full: callers check has_room_for"
+        );
+        let index = match index {
             Ok(index) => index,
             Err(index) => {
-                assert!(
-                    self.levels.len() < self.levels_max,
-                    "ladder full: callers check has_room_for"
-                );
-                self.levels.insert(
-                    index,
-                    Level {
-                        price_ticks,
-                        qty_lots: 0,
-                        count: 0,
-                        head: NIL,
-                        tail: NIL,
-                    },
-                );
+                let index = if self.levels.len() >= self.levels_max {
+                    // Never grow the vector: make room by dropping the empty levels.
+                    self.compact();
+                    self.find(price_ticks).expect_err("the level is absent")
+                } else {
+                    index
+                };
+                self.levels.insert(index, Level::empty(price_ticks));
                 index
             }
         };
+        if fresh {
+            self.live += 1;
+        }
         let level = &mut self.levels[index];
         let tail = level.tail;
         {
@@ -232,8 +275,8 @@ impl Ladder {
         level.qty_lots += qty_lots;
     }
 
-    /// Unlinks `slot` from its level, removing the level when it empties. The order's open
-    /// quantity is taken off the level's total.
+    /// Unlinks `slot` from its level; a level it empties stays, empty, unless it was the best
+    /// (see [`Ladder`]). The order's open quantity is taken off the level's total.
     pub fn unlink(&mut self, arena: &mut Arena, slot: u32) {
         let (price_ticks, qty_lots, prev, next) = {
             let order = arena.get(slot);
@@ -257,7 +300,14 @@ impl Ladder {
         level.qty_lots -= qty_lots;
         if level.count == 0 {
             debug_assert_eq!(level.qty_lots, 0, "empty level with quantity: {level:?}");
-            self.levels.remove(index);
+            self.live -= 1;
+            if index + 1 == self.levels.len() {
+                while self.levels.last().is_some_and(|level| level.count == 0) {
+                    self.levels.pop();
+                }
+            } else if self.levels.len() - self.live > self.live.max(EMPTY_LEVELS_KEPT) {
+                self.compact();
+            }
         }
     }
 
@@ -336,5 +386,105 @@ impl StopList {
             Side::Sell => last_ticks <= first.stop_ticks,
         };
         triggered.then_some(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order_at(price_ticks: PriceTicks) -> Order {
+        Order {
+            id: price_ticks as OrderId,
+            price_ticks,
+            qty_open: 1,
+            state: SlotState::Resting,
+            ..Order::FREE
+        }
+    }
+
+    /// A bid ladder with one order at each of `prices`, and the slots in the same order.
+    fn ladder_with(
+        levels_max: usize,
+        prices: impl Iterator<Item = PriceTicks>,
+    ) -> (Ladder, Arena, Vec<u32>) {
+        let mut ladder = Ladder::new(Side::Buy, levels_max);
+        let mut arena = Arena::new(1 << 14);
+        let slots = prices
+            .map(|price| {
+                let slot = arena.alloc(order_at(price));
+                ladder.push(&mut arena, slot);
+                slot
+            })
+            .collect();
+        (ladder, arena, slots)
+    }
+
+    #[test]
+    fn empty_levels_are_dropped_once_they_outnumber_the_live_ones_and_the_floor() {
+        let (mut ladder, mut arena, slots) = ladder_with(1 << 13, 1..=3_000);
+        let capacity = ladder.levels.capacity();
+        // Empty every level but the best ten (2991..=3000), worst first.
+        for &slot in &slots[..2_990] {
+            ladder.unlink(&mut arena, slot);
+            let empty = ladder.levels.len() - ladder.live;
+            assert!(
+                empty <= ladder.live.max(EMPTY_LEVELS_KEPT),
+                "{empty} empty levels kept"
+            );
+        }
+        assert_eq!(ladder.live, 10);
+        assert!(ladder.levels.len() <= 10 + EMPTY_LEVELS_KEPT + 1);
+        assert_eq!(ladder.live_levels().count(), 10);
+        assert_eq!(ladder.levels.capacity(), capacity, "no reallocation");
+    }
+
+    #[test]
+    fn a_full_vector_drops_its_empty_levels_instead_of_growing() {
+        let (mut ladder, mut arena, slots) = ladder_with(8, 1..=8);
+        let capacity = ladder.levels.capacity();
+        for &slot in &slots[1..7] {
+            ladder.unlink(&mut arena, slot);
+        }
+        assert_eq!(
+            (ladder.live, ladder.levels.len()),
+            (2, 8),
+            "empty levels wait in place"
+        );
+        let slot = arena.alloc(order_at(100));
+        assert!(ladder.has_room_for(100));
+        ladder.push(&mut arena, slot);
+        assert_eq!((ladder.live, ladder.levels.len()), (3, 3));
+        assert_eq!(ladder.best().map(|level| level.price_ticks), Some(100));
+        assert_eq!(ladder.levels.capacity(), capacity);
+    }
+
+    #[test]
+    fn emptying_the_best_takes_the_empty_levels_under_it_too() {
+        let (mut ladder, mut arena, slots) = ladder_with(16, 1..=5);
+        for &slot in &slots[1..4] {
+            ladder.unlink(&mut arena, slot); // 2, 3, 4 wait empty under the best (5)
+        }
+        ladder.unlink(&mut arena, slots[4]);
+        assert_eq!(ladder.levels.len(), 1);
+        assert_eq!(
+            ladder.best().map(|level| (level.price_ticks, level.count)),
+            Some((1, 1))
+        );
+    }
+
+    #[test]
+    fn an_empty_level_takes_orders_again_in_place() {
+        let (mut ladder, mut arena, slots) = ladder_with(16, 1..=3);
+        ladder.unlink(&mut arena, slots[1]);
+        assert_eq!((ladder.live, ladder.levels.len()), (2, 3));
+        let slot = arena.alloc(order_at(2));
+        ladder.push(&mut arena, slot);
+        assert_eq!((ladder.live, ladder.levels.len()), (3, 3));
+        let level = ladder.levels[ladder.find(2).unwrap()];
+        assert_eq!(
+            (level.count, level.qty_lots, level.head, level.tail),
+            (1, 1, slot, slot)
+        );
     }
 }

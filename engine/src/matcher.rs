@@ -196,6 +196,18 @@ pub enum BookViolation {
         instrument: InstrumentId,
         side: Side,
     },
+    /// The ladder's count of levels with orders disagrees with its levels.
+    LiveLevels {
+        instrument: InstrumentId,
+        side: Side,
+        recorded: usize,
+        counted: usize,
+    },
+    /// The best level (the last of its ladder) has no orders.
+    BestLevelEmpty {
+        instrument: InstrumentId,
+        side: Side,
+    },
 }
 
 pub struct Matcher {
@@ -1194,8 +1206,7 @@ impl Matcher {
     ) -> impl Iterator<Item = (PriceTicks, QtyLots, u32)> + '_ {
         self.books[instrument as usize]
             .ladder(side)
-            .levels
-            .iter()
+            .live_levels()
             .rev()
             .map(|level| (level.price_ticks, level.qty_lots, level.count))
     }
@@ -1513,6 +1524,9 @@ impl Matcher {
                 });
             }
         }
+        for ladder in [&book.bids, &book.asks] {
+            check_best(instrument, ladder)?;
+        }
         for stops in [&book.stops_buy, &book.stops_sell] {
             self.check_stops(instrument, stops)?;
         }
@@ -1534,6 +1548,7 @@ impl Matcher {
                 }
             }
             for ladder in [&book.bids, &book.asks] {
+                check_best(instrument, ladder)?;
                 counted += self.check_ladder(instrument, ladder)?;
             }
             for stops in [&book.stops_buy, &book.stops_sell] {
@@ -1562,6 +1577,15 @@ impl Matcher {
         if !sorted {
             return Err(BookViolation::LevelsNotSorted { instrument, side });
         }
+        let counted = ladder.live_levels().count();
+        if counted != ladder.live {
+            return Err(BookViolation::LiveLevels {
+                instrument,
+                side,
+                recorded: ladder.live,
+                counted,
+            });
+        }
         let mut orders = 0;
         for level in &ladder.levels {
             orders += self.check_level_orders(instrument, side, level)? as usize;
@@ -1569,7 +1593,8 @@ impl Matcher {
         Ok(orders)
     }
 
-    /// One level's orders: placed on it, positive, linked both ways, summing to its total.
+    /// One level's orders: placed on it, positive, linked both ways, summing to its total and
+    /// counting to its count (an empty level has none, no links and no quantity).
     fn check_level_orders(
         &self,
         instrument: InstrumentId,
@@ -1607,7 +1632,9 @@ impl Matcher {
                 summed,
             });
         }
-        if counted != level.count || counted == 0 || level.tail != prev {
+        // An empty level (count 0, no links) may wait behind the best; `check_best` and
+        // `check_ladder` hold the rest of that rule.
+        if counted != level.count || level.tail != prev {
             return Err(BookViolation::LevelCount {
                 instrument,
                 side,
@@ -1752,4 +1779,15 @@ fn cancel_incoming(taker: &mut Taker, qty_lots: QtyLots, out: &mut Vec<Event>) {
         reason: CancelReason::SelfTradePrevention,
         origin: Origin::Incoming,
     });
+}
+
+/// The best level of a ladder has orders on it (empty levels wait only behind it).
+fn check_best(instrument: InstrumentId, ladder: &Ladder) -> Result<(), BookViolation> {
+    if ladder.best().is_some_and(|level| level.count == 0) {
+        return Err(BookViolation::BestLevelEmpty {
+            instrument,
+            side: ladder.side,
+        });
+    }
+    Ok(())
 }

@@ -653,3 +653,37 @@ fn every_capacity_limit_is_a_clear_rejection() {
     // IOC orders never rest, so they need no room.
     assert_eq!(h.run("a1 buy 1 @980 ioc")[1], "expired #21 1");
 }
+
+#[test]
+fn a_level_emptied_behind_the_best_leaves_the_depth_and_never_takes_room() {
+    let mut h = Harness::new(); // 8 levels per side
+    for p in 0..8 {
+        h.run(&format!("a1 buy 1 @{} gtc", 990 + p)); // orders #1..#8 at 990..997
+    }
+    // Empty six levels behind the best (997): none of them is in the depth any more.
+    for id in 2..=7 {
+        h.run(&format!("a1 cancel #{id}"));
+    }
+    assert_eq!(h.ladder(0, Side::Buy), ["1@997", "1@990"]);
+    // Their room is free again: six new prices rest, at the old prices and new ones alike.
+    for p in [993, 980, 981, 982, 983, 984] {
+        let events = h.run(&format!("a1 buy 1 @{p} gtc"));
+        assert!(events[1].starts_with("rested"), "@{p}: {events:?}");
+    }
+    assert_eq!(
+        h.ladder(0, Side::Buy),
+        ["1@997", "1@993", "1@990", "1@984", "1@983", "1@982", "1@981", "1@980"]
+    );
+    h.check("a1 buy 1 @985 gtc", &["rejected BookFull"]);
+    // The best emptying takes it out at once: the next best is what a seller meets.
+    h.run("a1 cancel #1");
+    h.run("a1 cancel #8");
+    assert_eq!(h.ladder(0, Side::Buy)[0], "1@993");
+    let events = h.run("a2 sell 1 @900 ioc");
+    assert!(
+        events[1].starts_with("fill") && events[1].contains("@993"),
+        "{events:?}"
+    );
+    assert_eq!(h.ladder(0, Side::Buy)[0], "1@984");
+    assert_eq!(h.matcher.check_invariants(), Ok(()));
+}
