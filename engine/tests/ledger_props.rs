@@ -458,8 +458,10 @@ fn run_case(seed: u64, commands: usize) -> (usize, usize) {
         .iter()
         .filter(|e| matches!(e, ExchangeEvent::Settled(s) if s.house != HouseSide::None))
         .count();
+    // That the run traded at all, not how much: over 300 seeds of 3,000 commands the fills ran
+    // from 159 to 524 (median 358), and a random seed gave 148 once, under the old floor of 5%.
     assert!(
-        fills > commands / 20,
+        fills > commands / 60,
         "seed {seed}: the workload traded: {fills} fills"
     );
     let (totals, fees) = m.recomputed();
