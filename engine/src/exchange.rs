@@ -24,9 +24,9 @@ use crate::custody::{
 };
 use crate::error::RejectReason;
 use crate::event::Event;
-use crate::hash::IdMap;
 use crate::instrument::{HousePolicy, InstrumentSpec};
 use crate::matcher::{EngineConfig, Matcher, MatcherSnapshot};
+use crate::table::Table;
 use crate::types::*;
 
 /// A deposit's transaction id on its chain or bank feed; credited at most once.
@@ -454,6 +454,19 @@ pub struct Reservation {
     units: AmountUnits,
 }
 
+/// What a vacant slot of the reservations' table holds; never read as a reservation.
+impl Default for Reservation {
+    fn default() -> Reservation {
+        Reservation {
+            account: 0,
+            instrument: 0,
+            side: Side::Buy,
+            limit_ticks: 0,
+            units: 0,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdrawal {
     pub account: AccountId,
@@ -516,7 +529,7 @@ pub struct Exchange {
     pub(crate) matcher: Matcher,
     pub(crate) ledger: Ledger,
     pub(crate) markets: Vec<Market>,
-    reservations: IdMap<OrderId, Reservation>,
+    reservations: Table<OrderId, Reservation>,
     /// In request order: withdrawals are served first come, first served.
     pub(crate) withdrawals: BTreeMap<WithdrawalId, Withdrawal>,
     pub(crate) withdrawal_id_next: WithdrawalId,
@@ -550,7 +563,7 @@ impl Exchange {
             config,
             ledger,
             markets,
-            reservations: IdMap::with_capacity_and_hasher(orders_max, Default::default()),
+            reservations: Table::new(orders_max),
             withdrawals: BTreeMap::new(),
             withdrawal_id_next: 1,
             withdrawals_pending_max,

@@ -1,8 +1,8 @@
 //! A small, fast, deterministic hasher for integer keys (order ids, account and client ids).
-//! Hash maps are used for lookups only: nothing iterates them into output, so their order never
-//! reaches an event.
+//! The engine's tables ([`crate::table`]) are used for lookups only: nothing iterates them into
+//! output, so their order never reaches an event.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 #[derive(Default, Clone, Copy)]
 pub struct IdHasher {
@@ -31,10 +31,7 @@ impl Hasher for IdHasher {
 
     #[inline]
     fn finish(&self) -> u64 {
-        // Fold the high bits down: hashbrown picks buckets from the low bits and tags from the top.
+        // Fold the high bits down: a table picks its slot from the low bits.
         self.hash ^ (self.hash >> 29)
     }
 }
-
-pub type IdBuildHasher = BuildHasherDefault<IdHasher>;
-pub type IdMap<K, V> = std::collections::HashMap<K, V, IdBuildHasher>;

@@ -25,6 +25,7 @@ pub mod matcher;
 pub mod node;
 pub mod runtime;
 pub mod snapshot;
+mod table;
 pub mod types;
 
 pub use command::{Command, NewOrder, Sequenced};

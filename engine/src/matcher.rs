@@ -23,8 +23,8 @@ use crate::book::*;
 use crate::command::*;
 use crate::error::RejectReason;
 use crate::event::*;
-use crate::hash::IdMap;
 use crate::instrument::{InstrumentSpec, PRICE_TICKS_MAX};
+use crate::table::Table;
 use crate::types::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -214,8 +214,8 @@ pub struct Matcher {
     config: EngineConfig,
     books: Vec<Book>,
     arena: Arena,
-    by_id: IdMap<OrderId, u32>,
-    by_client: IdMap<(AccountId, ClientOrderId), u32>,
+    by_id: Table<OrderId, u32>,
+    by_client: Table<(AccountId, ClientOrderId), u32>,
     accounts: Vec<AccountOrders>,
     order_id_next: OrderId,
     /// Preallocated room for mass cancel's sorted id list.
@@ -249,8 +249,8 @@ impl Matcher {
         };
         Matcher {
             arena: Arena::new(config.orders_max),
-            by_id: IdMap::with_capacity_and_hasher(orders_max, Default::default()),
-            by_client: IdMap::with_capacity_and_hasher(orders_max, Default::default()),
+            by_id: Table::new(orders_max),
+            by_client: Table::new(orders_max),
             accounts: vec![account; config.accounts_max as usize],
             order_id_next: 1,
             scratch: Vec::with_capacity(config.orders_open_per_account_max as usize),

@@ -4,7 +4,7 @@ mod common;
 
 use common::market::*;
 use engine::*;
-use ledger::{Location, Pool};
+use ledger::{AmountUnits, Location, Pool};
 
 /// A seller with 2 BTC and a buyer with 10_000 JPY.
 fn two_customers(v: &mut Venue) -> (AccountId, AccountId) {
@@ -387,4 +387,83 @@ fn a_capacity_or_precision_past_its_limit_is_a_configuration_error_not_an_abort(
     // At the ceilings' side of the line, the default and a generous configuration still build.
     assert!(defaults::config().check_limits().is_ok());
     assert!(Exchange::new(defaults::config()).is_ok());
+}
+
+#[test]
+fn four_thousand_open_orders_are_found_by_id_and_client_id_as_the_indices_grow() {
+    // The engine's lookup tables start with room for 1,280 entries and double in place; 4,000
+    // resting orders make the id, client id and reservation tables double twice while full.
+    let mut v = Venue::new();
+    let accounts: Vec<AccountId> = (0..4).map(|_| v.account(Pool::Customer)).collect();
+    for &account in &accounts {
+        v.deposit(account, JPY, 100_000_000);
+    }
+    let mut open = Vec::new(); // (order id, account, client order id)
+    for i in 0..4_000u64 {
+        let account = accounts[(i % 4) as usize];
+        let events = v.limit(
+            account,
+            Side::Buy,
+            950 + (i % 50) as i64,
+            100 + (i % 7) as i64,
+        );
+        let order_id = events
+            .iter()
+            .find_map(|e| match e {
+                ExchangeEvent::Order(Event::Accepted { order_id, .. }) => Some(*order_id),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("order {i} not accepted: {events:?}"));
+        open.push((order_id, account, v.client_order_id_next));
+    }
+    assert_eq!(v.exchange.matcher().orders_open(), 4_000);
+    for &(order_id, account, client_order_id) in &open {
+        assert!(v.exchange.reserved_units(order_id).is_some(), "#{order_id}");
+        let by_client = v
+            .exchange
+            .matcher()
+            .order_by_client(account, client_order_id);
+        assert_eq!(by_client.map(|o| o.order_id), Some(order_id));
+    }
+    for &account in &accounts {
+        let reserved: AmountUnits = open
+            .iter()
+            .filter(|o| o.1 == account)
+            .map(|o| v.exchange.reserved_units(o.0).unwrap())
+            .sum();
+        assert_eq!(v.balance(account, JPY).1, reserved);
+    }
+    // Every order leaves: a fifth moved first (by client id), then all cancelled, by id and by
+    // client id in turn, from the middle outwards so that the runs behind removed entries shift.
+    for &(_, account, client_order_id) in open.iter().step_by(5) {
+        let events = v.apply(ExchangeCommand::Trade(Command::Replace {
+            account,
+            order: OrderRef::Client(client_order_id),
+            price_ticks: 940,
+            qty_lots: 50,
+            client_order_id_new: None,
+        }));
+        assert_eq!(rejected(&events), None, "{events:?}");
+    }
+    let (low, high) = open.split_at(2_000);
+    let order: Vec<_> = low
+        .iter()
+        .rev()
+        .zip(high)
+        .flat_map(|(a, b)| [*a, *b])
+        .collect();
+    for (n, &(order_id, account, client_order_id)) in order.iter().enumerate() {
+        let order = if n % 2 == 0 {
+            OrderRef::Id(order_id)
+        } else {
+            OrderRef::Client(client_order_id)
+        };
+        let events = v.apply(ExchangeCommand::Trade(Command::Cancel { account, order }));
+        assert_eq!(rejected(&events), None, "#{order_id}: {events:?}");
+        assert_eq!(v.exchange.reserved_units(order_id), None);
+    }
+    assert_eq!(v.exchange.matcher().orders_open(), 0);
+    for &account in &accounts {
+        assert_eq!(v.balance(account, JPY), (100_000_000, 0));
+    }
 }
