@@ -167,7 +167,7 @@ fn create_segment(path: &Path, bytes: usize) -> io::Result<MmapSegment> {
         .write(true)
         .create_new(true)
         .open(path)?;
-    file.set_len(bytes as u64)?;
+    allocate(&file, bytes)?;
     file.sync_all()?;
     if let Some(parent) = path.parent() {
         File::open(parent)?.sync_all()?;
@@ -180,6 +180,37 @@ fn create_segment(path: &Path, bytes: usize) -> io::Result<MmapSegment> {
     let mut map = unsafe { MmapOptions::new().map_mut(&file)? };
     prefault_writable(&mut map, 0)?;
     Ok(MmapSegment::new(map, file))
+}
+
+/// Gives a new, empty file `bytes` bytes of allocated (unwritten, reading as zero) blocks. A
+/// sparse file (`set_len`) would do for correctness, but faulting its holes in read them through
+/// the page cache's readahead, which zeroed large folios over and over: a 64 MiB segment took
+/// 230–300 ms to fault in on this project's machines (kernel 6.18, ext4) against 21–30 ms
+/// allocated, and a writer that reached the end of its segment first stalled for the difference.
+/// It also reserves the space: a full disk is an error here, at creation. Filesystems without
+/// `fallocate` get the sparse file.
+fn allocate(file: &File, bytes: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let len = libc::off_t::try_from(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment size past off_t"))?;
+        // SAFETY: a system call on a descriptor this function borrows for its duration.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => {}
+            _ => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("cannot allocate a journal segment of {bytes} bytes: {error}"),
+                ))
+            }
+        }
+    }
+    file.set_len(bytes as u64)
 }
 
 fn open_segment(path: &Path) -> io::Result<MmapSegment> {
@@ -397,6 +428,33 @@ mod tests {
             segment.write(offset, &source[..source.len().min(end - offset)]);
         }
         minor_faults() - before
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_new_segment_has_its_blocks_allocated_not_a_hole() {
+        use std::os::unix::fs::MetadataExt;
+        const BYTES: usize = 8 << 20;
+        let dir = std::env::temp_dir().join(format!("kinko-storage-alloc-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("segment");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        allocate(&file, BYTES).unwrap();
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), BYTES as u64);
+        // st_blocks counts 512-byte units; a sparse file of this size has none.
+        assert!(
+            meta.blocks() * 512 >= BYTES as u64,
+            "{} bytes allocated of {BYTES}",
+            meta.blocks() * 512
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -824,7 +824,7 @@ impl<'o> Sim<'o> {
         Ok(())
     }
 
-    /// A kill while the next segment was being made: an empty file (before `set_len`), a file of
+    /// A kill while the next segment was being made: an empty file (before `fallocate`), a file of
     /// zeros (before its header), or a header and nothing else. It holds nothing committed:
     /// recovery must start as if it were not there, and the next rotation must still work.
     fn rotation_debris(&mut self) -> Checked {
