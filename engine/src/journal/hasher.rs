@@ -491,7 +491,7 @@ fn subtree(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const PIECE: usize = RUN_BLOCKS * BLOCK_BYTES;
@@ -515,7 +515,7 @@ mod tests {
     }
 
     /// A new journal in a scratch directory of its own, its chain hashed as `hashing` says.
-    fn scratch_writer(
+    pub(in crate::journal) fn scratch_writer(
         name: &str,
         hashing: crate::journal::ChainHashing,
         segment_bytes: usize,

@@ -672,15 +672,8 @@ mod tests {
 
     #[test]
     fn the_next_segment_is_begun_as_soon_as_a_segment_holds_a_batch() {
-        let dir = std::env::temp_dir().join(format!("kinko-ahead-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let genesis = Genesis {
-            config: crate::defaults::config(),
-        };
-        let storage = MmapStorage::open(&dir).unwrap();
-        let mut writer =
-            JournalWriter::create(storage, &genesis, 1, SEGMENT_BYTES_MIN, Durability::Process)
-                .unwrap();
+        let (dir, mut writer) =
+            hasher::tests::scratch_writer("ahead", ChainHashing::Inline, SEGMENT_BYTES_MIN);
         // The genesis batch is a few KiB of a 1 MiB segment.
         assert!(writer.offset < SEGMENT_BYTES_MIN / 8, "{}", writer.offset);
         assert_eq!(ahead_index(&mut writer), Some(1), "made after genesis");
