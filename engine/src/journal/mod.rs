@@ -100,9 +100,19 @@ pub struct JournalWriter<S: Storage> {
     batch_last_seq: u64,
     batch_records: u32,
     bytes_written: u64,
-    /// The next segment, being created on another thread once this one holds a batch.
+    /// The next segment, being created on another thread once this one holds a batch and has
+    /// no more than `ahead_lead` bytes of room left.
     ahead: Option<std::thread::JoinHandle<io::Result<S::Segment>>>,
+    ahead_lead: usize,
 }
+
+/// How much room may be left in a segment when its successor is begun. A 64 MiB segment (the
+/// default) is always within it, so its successor is begun after its first batch. A larger one
+/// waits until it is nearly full: making a segment of 1 GiB fills 1 GiB of page cache and takes a
+/// core for ~0.4 s, which a writer that may never reach its end should not pay; 256 MiB is still
+/// ~130 ms of lead at the fastest rate the journal benchmark writes (~2 GB/s), against 25–110 ms
+/// to make a 64 MiB segment on these machines.
+pub const MAKE_AHEAD_LEAD_BYTES: usize = 256 << 20;
 
 impl<S: Storage> JournalWriter<S> {
     /// Starts a new journal: segment 0 and the genesis batch.
@@ -193,6 +203,7 @@ impl<S: Storage> JournalWriter<S> {
             batch_records: 0,
             bytes_written: 0,
             ahead: None,
+            ahead_lead: MAKE_AHEAD_LEAD_BYTES,
         }
     }
 
@@ -458,13 +469,14 @@ impl<S: Storage> JournalWriter<S> {
         chain
     }
 
-    /// After the first batch into a segment, its successor is made on another thread: creating,
-    /// syncing and pre-faulting 64 MiB takes 25–110 ms here (the fsyncs wait for the disk, and
-    /// the thread shares two busy cores), which the engine thread must not wait for. Begun when
-    /// the segment was half full, it was still running at one rotation in three under the
-    /// journal benchmark's rate (a segment filled in ~160 ms), and the writer waited 20–50 ms.
+    /// After the first batch into a segment within `ahead_lead` of its end, its successor is
+    /// made on another thread: creating, syncing and pre-faulting 64 MiB takes 25–110 ms here
+    /// (the fsyncs wait for the disk, and the thread shares two busy cores), which the engine
+    /// thread must not wait for. Begun when the segment was half full, it was still running at
+    /// one rotation in three under the journal benchmark's rate (a segment filled in ~160 ms),
+    /// and the writer waited 20–50 ms.
     fn prepare_next(&mut self) {
-        if self.ahead.is_none() {
+        if self.ahead.is_none() && self.segment_bytes - self.offset <= self.ahead_lead {
             let index = self.index + 1;
             let header = segment_header(index, self.segment_bytes, &self.config_hash);
             self.ahead = self.storage.create_ahead(index, self.segment_bytes, header);
@@ -687,6 +699,36 @@ mod tests {
         }
         assert!(writer.offset < SEGMENT_BYTES_MIN / 8, "{}", writer.offset);
         assert_eq!(ahead_index(&mut writer), Some(2));
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_segment_larger_than_the_lead_begins_its_successor_only_within_the_lead() {
+        let (dir, mut writer) =
+            hasher::tests::scratch_writer("lead", ChainHashing::Inline, SEGMENT_BYTES_MIN);
+        assert_eq!(
+            ahead_index(&mut writer),
+            Some(1),
+            "the default lead covers 1 MiB"
+        );
+        let lead = SEGMENT_BYTES_MIN / 4;
+        writer.ahead_lead = lead;
+        let filler = [7u8; 4000];
+        let mut seq = 0;
+        while writer.index == 0 {
+            seq += 1;
+            writer.append_encoded(RecordKind::Command, seq, seq, &filler);
+            writer.commit(seq).unwrap();
+        }
+        // In segment 1, batch after batch: nothing is begun until the room left is within the lead.
+        while SEGMENT_BYTES_MIN - writer.offset > lead {
+            assert!(writer.ahead.is_none(), "begun at offset {}", writer.offset);
+            seq += 1;
+            writer.append_encoded(RecordKind::Command, seq, seq, &filler);
+            writer.commit(seq).unwrap();
+        }
+        assert_eq!(ahead_index(&mut writer), Some(2), "begun within the lead");
         drop(writer);
         let _ = std::fs::remove_dir_all(&dir);
     }
