@@ -24,7 +24,7 @@ use crate::journal::format::{decode, encode_into, Genesis, RecordKind, SEGMENT_B
 use crate::journal::storage::{MmapStorage, Storage};
 use crate::journal::{
     read_journal, ChainHashing, Durability, JournalError, JournalRead, JournalWriter, Repair,
-    TailCut,
+    SegmentPrefault, TailCut,
 };
 use crate::snapshot;
 use crate::types::AccountId;
@@ -74,6 +74,11 @@ impl IdleStrategy {
         yields: 0,
         park_us: 1_000,
     };
+
+    /// Whether the thread ever gives up its core when idle.
+    pub fn parks(&self) -> bool {
+        self.spins != u64::MAX
+    }
 }
 
 impl Default for IdleStrategy {
@@ -377,7 +382,7 @@ pub fn recover_with<S: Storage>(
                 options.segment_bytes,
                 options.durability,
             )?;
-            writer.set_chain_hashing(options.chain_hashing)?;
+            configure_writer(&mut writer, options)?;
             let exchange = Exchange::new(genesis.config).map_err(StartError::Config)?;
             report.created = true;
             report.ts_ns_last = ts_ns;
@@ -413,8 +418,25 @@ pub fn recover_with<S: Storage>(
     report.state_hash = snapshot::state_hash(&exchange.snapshot());
     let mut writer =
         JournalWriter::resume(storage, &read, options.segment_bytes, options.durability)?;
-    writer.set_chain_hashing(options.chain_hashing)?;
+    configure_writer(&mut writer, options)?;
     Ok((exchange, writer, report))
+}
+
+/// The writer's settings that follow from the engine's options: who hashes the chain, and who
+/// faults in a new segment's pages (the engine thread itself, while it waits, if it never parks:
+/// its client then spins on the other core, and a thread of the segment's own would take one of
+/// the two cores from them for milliseconds).
+fn configure_writer<S: Storage>(
+    writer: &mut JournalWriter<S>,
+    options: &EngineOptions,
+) -> std::io::Result<()> {
+    writer.set_chain_hashing(options.chain_hashing)?;
+    writer.set_segment_prefault(if options.idle.parks() {
+        SegmentPrefault::Thread
+    } else {
+        SegmentPrefault::Idle
+    });
+    Ok(())
 }
 
 /// The running engine.
@@ -668,10 +690,12 @@ impl EngineLoop {
         Ok(seq)
     }
 
-    fn idle(&self, rounds: u64) {
+    fn idle(&mut self, rounds: u64) {
         let idle = self.options.idle;
         if rounds < idle.spins {
-            std::hint::spin_loop();
+            if !self.sequencer.writer.idle_work() {
+                std::hint::spin_loop();
+            }
         } else if rounds < idle.spins.saturating_add(idle.yields) {
             thread::yield_now();
         } else {

@@ -57,6 +57,35 @@ pub enum ChainHashing {
     Thread,
 }
 
+/// Who faults in the pages of a segment made ahead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SegmentPrefault {
+    /// The thread that makes it, all at once: ~15–30 ms of a core per 64 MiB, taken from whatever
+    /// else runs on the machine's cores.
+    #[default]
+    Thread,
+    /// The engine thread, [`IDLE_PREFAULT_BYTES`] at a time, from [`JournalWriter::idle_work`]
+    /// while it waits for commands: for an engine that never parks, whose client spins on the other
+    /// core, so that the segment's making does not take either core from them for milliseconds
+    /// at a time (docs/PERFORMANCE.md). Pages not faulted in by the rotation fault on first write.
+    Idle,
+}
+
+/// The piece of a made-ahead segment the engine thread faults in per idle round with
+/// [`SegmentPrefault::Idle`]: two pages, 3.4 µs here (at most 0.13 ms in a run of 8,192), about
+/// what a command arriving meanwhile waits.
+pub const IDLE_PREFAULT_BYTES: usize = 8 << 10;
+
+/// The piece of a full segment the engine thread releases per idle round with
+/// [`SegmentPrefault::Idle`] ([`storage::Segment::release`]).
+pub const IDLE_RELEASE_BYTES: usize = 64 << 10;
+
+/// The segment made ahead once its thread has finished, and how far its pages are faulted in.
+struct Made<G> {
+    segment: G,
+    faulted: usize,
+}
+
 /// Who is hashing the batch being staged.
 enum BatchHash {
     /// The writer: its pieces as they are staged (in `chain_nodes`), the rest at commit.
@@ -104,6 +133,13 @@ pub struct JournalWriter<S: Storage> {
     /// no more than `ahead_lead` bytes of room left.
     ahead: Option<std::thread::JoinHandle<io::Result<S::Segment>>>,
     ahead_lead: usize,
+    /// The made-ahead segment taken from its finished thread by [`Self::idle_work`] (or the
+    /// error that thread or a prefault met, returned at the rotation that needed the segment).
+    made: Option<io::Result<Made<S::Segment>>>,
+    prefault: SegmentPrefault,
+    /// With [`SegmentPrefault::Idle`], the full segment left at the last rotation, released a
+    /// piece at a time by [`Self::idle_work`] (the offset released so far) and then dropped.
+    retiring: Option<(S::Segment, usize)>,
 }
 
 /// How much room may be left in a segment when its successor is begun. A 64 MiB segment (the
@@ -146,7 +182,11 @@ impl<S: Storage> JournalWriter<S> {
         writer.stage(RecordKind::Genesis, 0, ts_ns, |out| {
             out.extend_from_slice(&payload)
         });
+        // Segment 1 is begun by the first batch after the genesis, not by it: by then the owner
+        // has chosen who faults its pages in (`set_segment_prefault`).
+        writer.ahead_lead = 0;
         writer.commit(ts_ns)?;
+        writer.ahead_lead = MAKE_AHEAD_LEAD_BYTES;
         Ok(writer)
     }
 
@@ -204,6 +244,9 @@ impl<S: Storage> JournalWriter<S> {
             bytes_written: 0,
             ahead: None,
             ahead_lead: MAKE_AHEAD_LEAD_BYTES,
+            made: None,
+            prefault: SegmentPrefault::Thread,
+            retiring: None,
         }
     }
 
@@ -218,6 +261,64 @@ impl<S: Storage> JournalWriter<S> {
             ChainHashing::Thread => Some(ChainHasher::spawn()?),
         };
         Ok(())
+    }
+
+    /// Chooses who faults in the segments made from now on (a new writer: their thread).
+    pub fn set_segment_prefault(&mut self, prefault: SegmentPrefault) {
+        self.prefault = prefault;
+    }
+
+    /// What the engine thread does between polls of an empty queue: with
+    /// [`SegmentPrefault::Idle`], faults in the next [`IDLE_PREFAULT_BYTES`] of the segment made
+    /// ahead, once its thread has finished, or else releases the next [`IDLE_RELEASE_BYTES`] of
+    /// the segment left at the last rotation. Returns whether there was anything to do.
+    pub fn idle_work(&mut self) -> bool {
+        if self.prefault != SegmentPrefault::Idle {
+            return false;
+        }
+        self.prefault_step() || self.release_step()
+    }
+
+    fn release_step(&mut self) -> bool {
+        let Some((segment, released)) = &mut self.retiring else {
+            return false;
+        };
+        if *released >= self.segment_bytes {
+            self.retiring = None;
+        } else {
+            segment.release(*released, IDLE_RELEASE_BYTES);
+            *released += IDLE_RELEASE_BYTES;
+        }
+        true
+    }
+
+    fn prefault_step(&mut self) -> bool {
+        if self.made.is_none() {
+            match &self.ahead {
+                Some(handle) if handle.is_finished() => {}
+                _ => return false,
+            }
+            let handle = self.ahead.take().expect("checked above");
+            let made = handle.join().expect("segment thread");
+            self.made = Some(made.map(|segment| Made {
+                segment,
+                // The header's page was written when the segment was made; the fallback for a
+                // kernel without MADV_POPULATE_WRITE stores zeros, which must not touch it.
+                faulted: SEGMENT_HEADER_BYTES.next_multiple_of(4096),
+            }));
+        }
+        let Some(Ok(made)) = &mut self.made else {
+            return false;
+        };
+        if made.faulted >= self.segment_bytes {
+            return false;
+        }
+        let len = IDLE_PREFAULT_BYTES.min(self.segment_bytes - made.faulted);
+        match made.segment.prefault(made.faulted, len) {
+            Ok(()) => made.faulted += len,
+            Err(e) => self.made = Some(Err(e)),
+        }
+        true
     }
 
     pub fn durability(&self) -> Durability {
@@ -476,10 +577,14 @@ impl<S: Storage> JournalWriter<S> {
     /// one rotation in three under the journal benchmark's rate (a segment filled in ~160 ms),
     /// and the writer waited 20–50 ms.
     fn prepare_next(&mut self) {
-        if self.ahead.is_none() && self.segment_bytes - self.offset <= self.ahead_lead {
+        let pending = self.ahead.is_some() || self.made.is_some();
+        if !pending && self.segment_bytes - self.offset <= self.ahead_lead {
             let index = self.index + 1;
             let header = segment_header(index, self.segment_bytes, &self.config_hash);
-            self.ahead = self.storage.create_ahead(index, self.segment_bytes, header);
+            let prefault = self.prefault == SegmentPrefault::Thread;
+            self.ahead = self
+                .storage
+                .create_ahead(index, self.segment_bytes, header, prefault);
         }
     }
 
@@ -491,10 +596,13 @@ impl<S: Storage> JournalWriter<S> {
             self.segment.sync(0, self.segment_bytes)?;
         }
         let index = self.index + 1;
-        let made_ahead = self
-            .ahead
-            .take()
-            .map(|handle| handle.join().expect("segment thread"));
+        let made_ahead = match self.made.take() {
+            Some(made) => Some(made.map(|made| made.segment)),
+            None => self
+                .ahead
+                .take()
+                .map(|handle| handle.join().expect("segment thread")),
+        };
         let segment = match made_ahead {
             Some(segment) => segment?,
             None => {
@@ -508,7 +616,16 @@ impl<S: Storage> JournalWriter<S> {
             }
         };
         let full = std::mem::replace(&mut self.segment, segment);
-        self.storage.retire(full);
+        match self.prefault {
+            SegmentPrefault::Thread => self.storage.retire(full),
+            SegmentPrefault::Idle => {
+                // One left unreleased since the last rotation (an engine never idle) goes the
+                // usual way.
+                if let Some((earlier, _)) = self.retiring.replace((full, 0)) {
+                    self.storage.retire(earlier);
+                }
+            }
+        }
         self.index = index;
         self.offset = SEGMENT_HEADER_BYTES;
         Ok(())
@@ -686,12 +803,19 @@ mod tests {
     fn the_next_segment_is_begun_as_soon_as_a_segment_holds_a_batch() {
         let (dir, mut writer) =
             hasher::tests::scratch_writer("ahead", ChainHashing::Inline, SEGMENT_BYTES_MIN);
-        // The genesis batch is a few KiB of a 1 MiB segment.
+        // The genesis batch is a few KiB of a 1 MiB segment, and begins nothing.
         assert!(writer.offset < SEGMENT_BYTES_MIN / 8, "{}", writer.offset);
-        assert_eq!(ahead_index(&mut writer), Some(1), "made after genesis");
-        // Filled to its end, the writer moves into segment 1; its first batch begins segment 2.
+        assert_eq!(ahead_index(&mut writer), None, "made by the genesis");
         let filler = [7u8; 4000];
-        let mut seq = 0;
+        writer.append_encoded(RecordKind::Command, 1, 1, &filler);
+        writer.commit(1).unwrap();
+        assert_eq!(
+            ahead_index(&mut writer),
+            Some(1),
+            "made after the first batch"
+        );
+        // Filled to its end, the writer moves into segment 1; its first batch begins segment 2.
+        let mut seq = 1;
         while writer.index == 0 {
             seq += 1;
             writer.append_encoded(RecordKind::Command, seq, seq, &filler);
@@ -707,11 +831,6 @@ mod tests {
     fn a_segment_larger_than_the_lead_begins_its_successor_only_within_the_lead() {
         let (dir, mut writer) =
             hasher::tests::scratch_writer("lead", ChainHashing::Inline, SEGMENT_BYTES_MIN);
-        assert_eq!(
-            ahead_index(&mut writer),
-            Some(1),
-            "the default lead covers 1 MiB"
-        );
         let lead = SEGMENT_BYTES_MIN / 4;
         writer.ahead_lead = lead;
         let filler = [7u8; 4000];
@@ -730,6 +849,72 @@ mod tests {
         }
         assert_eq!(ahead_index(&mut writer), Some(2), "begun within the lead");
         drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Fills `writer` with `batches` batches of one 4000-byte record, calling `idle_work` up to
+    /// `idle_rounds` times after each (stopping when it has nothing to do).
+    fn fill_idling(writer: &mut JournalWriter<MmapStorage>, batches: u64, idle_rounds: usize) {
+        let filler = [7u8; 4000];
+        for seq in 1..=batches {
+            writer.append_encoded(RecordKind::Command, seq, seq, &filler);
+            writer.commit(seq).unwrap();
+            for _ in 0..idle_rounds {
+                if !writer.idle_work() {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_engine_faults_in_the_next_segment_and_releases_the_last_and_loses_nothing() {
+        let (dir, mut writer) =
+            hasher::tests::scratch_writer("idle", ChainHashing::Inline, SEGMENT_BYTES_MIN);
+        assert!(
+            !writer.idle_work(),
+            "nothing to do with the thread faulting"
+        );
+        writer.set_segment_prefault(SegmentPrefault::Idle);
+        // ~256 batches a segment of 1 MiB: about four rotations, with room to idle between.
+        fill_idling(&mut writer, 1000, 1000);
+        assert!(writer.index >= 3, "rotated into segment {}", writer.index);
+        // The last segment begun may still be in its thread's hands: idle until there is nothing
+        // left to do.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while writer.idle_work() || writer.ahead.is_some() {
+            assert!(std::time::Instant::now() < deadline, "idle work never ends");
+            std::thread::yield_now();
+        }
+        match &writer.made {
+            Some(Ok(made)) => assert_eq!(made.faulted, SEGMENT_BYTES_MIN, "faulted in"),
+            other => panic!("the next segment made and taken: {}", other.is_some()),
+        }
+        assert!(
+            writer.retiring.is_none(),
+            "the last segment released and dropped"
+        );
+        drop(writer);
+        let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly).unwrap();
+        assert_eq!(read.last_seq(), 1000);
+        assert_eq!(read.batches.len(), 1000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_engine_never_idle_still_rotates_through_segments_left_to_fault() {
+        let (dir, mut writer) =
+            hasher::tests::scratch_writer("busy", ChainHashing::Inline, SEGMENT_BYTES_MIN);
+        writer.set_segment_prefault(SegmentPrefault::Idle);
+        fill_idling(&mut writer, 1000, 0);
+        assert!(writer.index >= 3, "rotated into segment {}", writer.index);
+        assert!(
+            writer.retiring.is_some(),
+            "the last full segment waits for idle time"
+        );
+        drop(writer);
+        let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly).unwrap();
+        assert_eq!(read.last_seq(), 1000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
