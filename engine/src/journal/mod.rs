@@ -867,18 +867,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_idle_engine_faults_in_the_next_segment_and_releases_the_last_and_loses_nothing() {
+    /// A writer of 1 MiB segments in `SegmentPrefault::Idle` after `batches` batches of ~4 KB
+    /// (~256 to a segment), idling up to `idle_rounds` rounds after each.
+    fn idle_writer_filled(
+        name: &str,
+        batches: u64,
+        idle_rounds: usize,
+    ) -> (std::path::PathBuf, JournalWriter<MmapStorage>) {
         let (dir, mut writer) =
-            hasher::tests::scratch_writer("idle", ChainHashing::Inline, SEGMENT_BYTES_MIN);
+            hasher::tests::scratch_writer(name, ChainHashing::Inline, SEGMENT_BYTES_MIN);
         assert!(
             !writer.idle_work(),
             "nothing to do with the thread faulting"
         );
         writer.set_segment_prefault(SegmentPrefault::Idle);
-        // ~256 batches a segment of 1 MiB: about four rotations, with room to idle between.
-        fill_idling(&mut writer, 1000, 1000);
+        fill_idling(&mut writer, batches, idle_rounds);
         assert!(writer.index >= 3, "rotated into segment {}", writer.index);
+        (dir, writer)
+    }
+
+    #[test]
+    fn an_idle_engine_faults_in_the_next_segment_and_releases_the_last_and_loses_nothing() {
+        let (dir, mut writer) = idle_writer_filled("idle", 1000, 1000);
         // The last segment begun may still be in its thread's hands: idle until there is nothing
         // left to do.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -903,11 +913,7 @@ mod tests {
 
     #[test]
     fn an_engine_never_idle_still_rotates_through_segments_left_to_fault() {
-        let (dir, mut writer) =
-            hasher::tests::scratch_writer("busy", ChainHashing::Inline, SEGMENT_BYTES_MIN);
-        writer.set_segment_prefault(SegmentPrefault::Idle);
-        fill_idling(&mut writer, 1000, 0);
-        assert!(writer.index >= 3, "rotated into segment {}", writer.index);
+        let (dir, writer) = idle_writer_filled("busy", 1000, 0);
         assert!(
             writer.retiring.is_some(),
             "the last full segment waits for idle time"

@@ -204,10 +204,11 @@ fn create_unfaulted(path: &Path, bytes: usize) -> io::Result<MmapSegment> {
     if let Some(parent) = path.parent() {
         File::open(parent)?.sync_all()?;
     }
-    // Its pages are faulted in writable (by the caller) so that appends never take a page fault on
-    // the hot path. After the sync, not before it: writing pages back makes them clean, and the first store to a
-    // clean page of a shared mapping faults again (the kernel tracks dirtiness), so dirtying before
-    // the sync left every append page to fault (and wrote the zeros to disk for nothing).
+    // Its pages are faulted in writable (by the caller) so that appends never take a page fault
+    // on the hot path. After the sync, not before it: writing pages back makes them clean, and
+    // the first store to a clean page of a shared mapping faults again (the kernel tracks
+    // dirtiness), so dirtying before the sync left every append page to fault (and wrote the
+    // zeros to disk for nothing).
     // SAFETY: the file was just created by this process, which alone maps and sizes it.
     let map = unsafe { MmapOptions::new().map_mut(&file)? };
     Ok(MmapSegment::new(map, file))
@@ -462,7 +463,8 @@ mod tests {
         }
     }
 
-    /// This thread's page faults so far, minor and major (fields 10 and 12 of `/proc/thread-self/stat`).
+    /// This thread's page faults so far, minor and major (fields 10 and 12 of
+    /// `/proc/thread-self/stat`).
     fn page_faults() -> u64 {
         let stat = fs::read_to_string("/proc/thread-self/stat").expect("proc stat");
         // The command name in field 2 is parenthesised and may hold spaces: count after it.
