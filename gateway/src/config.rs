@@ -213,6 +213,10 @@ pub struct ServerSection {
     /// where a core is free, docs/PERFORMANCE.md).
     #[serde(default)]
     pub chain_hashing: ChainHashing,
+    /// The size of each journal segment file, in MiB (docs/JOURNAL.md). Segments already written
+    /// keep their size; a new value applies to the segments made after the next start.
+    #[serde(default = "journal_segment_mib_default")]
+    pub journal_segment_mib: u32,
     /// TLS on both ports unless the file says `transport = "plaintext"` (issue #11).
     #[serde(default)]
     pub transport: Transport,
@@ -277,6 +281,21 @@ pub struct TlsSettings {
 
 fn engine_idle_spins_default() -> u32 {
     100
+}
+
+fn journal_segment_mib_default() -> u32 {
+    (engine::journal::format::SEGMENT_BYTES_DEFAULT >> 20) as u32
+}
+
+/// The largest journal segment the configuration may ask for: each segment is allocated and
+/// faulted in whole when it is made, so a segment is that much disk and page cache at once.
+pub const JOURNAL_SEGMENT_MIB_MAX: u32 = 1024;
+
+impl ServerSection {
+    /// The journal segment size in bytes.
+    pub fn journal_segment_bytes(&self) -> usize {
+        (self.journal_segment_mib as usize) << 20
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +451,14 @@ impl ServeConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        let min_mib = (engine::journal::format::SEGMENT_BYTES_MIN >> 20) as u32;
+        let mib = self.server.journal_segment_mib;
+        if !(min_mib..=JOURNAL_SEGMENT_MIB_MAX).contains(&mib) {
+            return Err(format!(
+                "server: journal_segment_mib = {mib}: a journal segment is {min_mib} to \
+                 {JOURNAL_SEGMENT_MIB_MAX} MiB"
+            ));
+        }
         for key in &self.keys {
             if !self.accounts.iter().any(|a| a.name == key.account) {
                 return Err(format!(
@@ -568,6 +595,7 @@ pub fn default_config() -> ServeConfig {
             engine_idle_spins: engine_idle_spins_default(),
             idle: IdleMode::Park,
             chain_hashing: ChainHashing::Inline,
+            journal_segment_mib: journal_segment_mib_default(),
             transport: Transport::Tls,
         },
         limits: Limits::default(),
@@ -717,6 +745,45 @@ mod tests {
         assert_eq!(thread.server.chain_hashing, ChainHashing::Thread);
         let error = ServeConfig::from_toml(&text.replace("\"inline\"", "\"gpu\"")).unwrap_err();
         assert!(error.contains("gpu") && error.contains("thread"), "{error}");
+    }
+
+    #[test]
+    fn the_journal_segment_size_is_64_mib_unless_the_file_says_otherwise() {
+        let text = toml::to_string(&default_config()).unwrap();
+        assert!(text.contains("journal_segment_mib = 64\n"), "{text}");
+        let without = text.replace("journal_segment_mib = 64\n", "");
+        let parsed = ServeConfig::from_toml(&without).unwrap();
+        assert_eq!(
+            parsed.server.journal_segment_bytes(),
+            64 << 20,
+            "absent: 64 MiB"
+        );
+        let small = text.replace("journal_segment_mib = 64", "journal_segment_mib = 1");
+        let parsed = ServeConfig::from_toml(&small).unwrap();
+        assert_eq!(parsed.server.journal_segment_bytes(), 1 << 20);
+        for bad in ["0", "1025", "4294967295"] {
+            let text = text.replace(
+                "journal_segment_mib = 64",
+                &format!("journal_segment_mib = {bad}"),
+            );
+            let error = ServeConfig::from_toml(&text).unwrap_err();
+            assert!(
+                error.contains(&format!("journal_segment_mib = {bad}"))
+                    && error.contains("1 to 1024 MiB"),
+                "the error names the value and the range: {error}"
+            );
+        }
+        for bad in ["-1", "\"64MiB\"", "1.5"] {
+            let text = text.replace(
+                "journal_segment_mib = 64",
+                &format!("journal_segment_mib = {bad}"),
+            );
+            let error = ServeConfig::from_toml(&text).unwrap_err();
+            assert!(
+                error.contains("journal_segment_mib"),
+                "the error names the key: {error}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use engine::journal::ChainHashing;
 use engine::runtime::{self, EngineHandle, EngineOptions, IdleStrategy, SystemClock};
 use engine::ExchangeCommand;
 use ledger::Ratio;
@@ -57,6 +58,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     let mut options = EngineOptions::new(&config.server.data);
     options.durability = config.server.durability.durability();
     options.chain_hashing = config.server.chain_hashing;
+    options.segment_bytes = config.server.journal_segment_bytes();
     match config.server.idle {
         IdleMode::Park => {
             options.idle.spins = config.server.engine_idle_spins.into();
@@ -775,6 +777,14 @@ pub fn banner(config: &ServeConfig, running: &Running) -> String {
     line("Kinko is running.".into());
     line(format!("  data folder   {}", config.server.data.display()));
     line(format!("  durability    {:?}", config.server.durability));
+    line(format!(
+        "  journal       segments of {} MiB, chain hashed {}",
+        config.server.journal_segment_mib,
+        match config.server.chain_hashing {
+            ChainHashing::Inline => "on the engine thread",
+            ChainHashing::Thread => "on a thread of its own",
+        }
+    ));
     let (web, ws, curl) = match &running.certificate {
         Some(certificate) => {
             let origin = if certificate.generated {

@@ -536,3 +536,58 @@ async fn acks_carry_the_remaining_rate_allowance() {
     assert!(seen[0] <= 8 && seen[2] < seen[0], "{seen:?}");
     server.shutdown().await.unwrap();
 }
+
+/// Waits (up to a minute) until the journal file `name` in `dir` is `bytes` long.
+async fn journal_file_reaches(dir: &std::path::Path, name: &str, bytes: u64) {
+    let path = dir.join("journal").join(name);
+    let since = std::time::Instant::now();
+    loop {
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if len == bytes {
+            return;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(60),
+            "{} is {len} bytes, not {bytes}",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_segments_are_the_size_the_configuration_says() {
+    let dir = TempDir::new("segment-size");
+    let mut small = config(dir.path());
+    small.server.journal_segment_mib = 1;
+    let (server, addr) = start(small.clone()).await;
+    let banner = gateway::server::banner(&small, &server);
+    assert!(banner.contains("segments of 1 MiB"), "{banner}");
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    let ack = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14900000", "qty": "1", "client_order_id": 1})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    journal_file_reaches(dir.path(), "segment-000000.kjl", 1 << 20).await;
+    // The next segment is made ahead once the first holds a batch.
+    journal_file_reaches(dir.path(), "segment-000001.kjl", 1 << 20).await;
+    server.shutdown().await.unwrap();
+
+    // A larger size from the next start on: the segment written keeps its size, the next one
+    // (made ahead and still empty) is made again at the new size.
+    let mut larger = config(dir.path());
+    larger.server.journal_segment_mib = 2;
+    let (server, addr) = start(larger).await;
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    let ack = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14800000", "qty": "1", "client_order_id": 2})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    journal_file_reaches(dir.path(), "segment-000001.kjl", 2 << 20).await;
+    journal_file_reaches(dir.path(), "segment-000000.kjl", 1 << 20).await;
+    let book = http_get_json(addr, "/api/book/BTC-JPY").await;
+    assert_eq!(
+        book["bids"],
+        json!([["14900000", "1"], ["14800000", "1"]]),
+        "both orders rest, the first from the journal"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -115,7 +115,11 @@ pub struct JournalWriter<S: Storage> {
     segment: S::Segment,
     index: u64,
     offset: usize,
+    /// The size of the segment being written.
     segment_bytes: usize,
+    /// The size of the segments made from now on: the configured one (a journal resumed with a
+    /// new size keeps its segments as they are and makes the next ones at the new size).
+    new_segment_bytes: usize,
     chain: [u8; 32],
     config_hash: [u8; 32],
     durability: Durability,
@@ -199,20 +203,25 @@ impl<S: Storage> JournalWriter<S> {
     ) -> io::Result<JournalWriter<S>> {
         let mut segment = storage.open(read.end.index)?;
         segment.prepare_appends(read.end.offset)?;
+        assert!(
+            segment_bytes >= SEGMENT_BYTES_MIN,
+            "segment of {segment_bytes} bytes"
+        );
         // Segments keep the size they were created with; new ones take the configured size.
-        let _ = segment_bytes;
-        Ok(JournalWriter::at(
+        let mut writer = JournalWriter::at(
             storage,
             segment,
             read.end,
             read.chain,
             read.config_hash,
             durability,
-        ))
+        );
+        writer.new_segment_bytes = segment_bytes;
+        Ok(writer)
     }
 
     /// A writer appending to `segment` at `end`, after the chain `chain`, nothing staged. New
-    /// segments take this one's size.
+    /// segments take this one's size unless the caller says otherwise.
     fn at(
         storage: S,
         segment: S::Segment,
@@ -230,6 +239,7 @@ impl<S: Storage> JournalWriter<S> {
             hashed: 0,
             storage,
             segment_bytes: segment.bytes().len(),
+            new_segment_bytes: segment.bytes().len(),
             segment,
             index: end.index,
             offset: end.offset,
@@ -283,11 +293,13 @@ impl<S: Storage> JournalWriter<S> {
         let Some((segment, released)) = &mut self.retiring else {
             return false;
         };
-        if *released >= self.segment_bytes {
+        let bytes = segment.bytes().len();
+        if *released >= bytes {
             self.retiring = None;
         } else {
-            segment.release(*released, IDLE_RELEASE_BYTES);
-            *released += IDLE_RELEASE_BYTES;
+            let len = IDLE_RELEASE_BYTES.min(bytes - *released);
+            segment.release(*released, len);
+            *released += len;
         }
         true
     }
@@ -310,10 +322,11 @@ impl<S: Storage> JournalWriter<S> {
         let Some(Ok(made)) = &mut self.made else {
             return false;
         };
-        if made.faulted >= self.segment_bytes {
+        let bytes = made.segment.bytes().len();
+        if made.faulted >= bytes {
             return false;
         }
-        let len = IDLE_PREFAULT_BYTES.min(self.segment_bytes - made.faulted);
+        let len = IDLE_PREFAULT_BYTES.min(bytes - made.faulted);
         match made.segment.prefault(made.faulted, len) {
             Ok(()) => made.faulted += len,
             Err(e) => self.made = Some(Err(e)),
@@ -472,12 +485,12 @@ impl<S: Storage> JournalWriter<S> {
         self.seal_staged();
         let body_len = self.staging.len();
         let len = body_len + COMMIT_RECORD_BYTES;
-        assert!(
-            SEGMENT_HEADER_BYTES + len <= self.segment_bytes,
-            "batch of {len} bytes does not fit a segment of {}",
-            self.segment_bytes
-        );
         if self.offset + len > self.segment_bytes {
+            assert!(
+                SEGMENT_HEADER_BYTES + len <= self.new_segment_bytes,
+                "batch of {len} bytes does not fit a segment of {}",
+                self.new_segment_bytes
+            );
             self.unflush();
             self.rotate()?;
         }
@@ -580,11 +593,11 @@ impl<S: Storage> JournalWriter<S> {
         let pending = self.ahead.is_some() || self.made.is_some();
         if !pending && self.segment_bytes - self.offset <= self.ahead_lead {
             let index = self.index + 1;
-            let header = segment_header(index, self.segment_bytes, &self.config_hash);
+            let header = segment_header(index, self.new_segment_bytes, &self.config_hash);
             let prefault = self.prefault == SegmentPrefault::Thread;
             self.ahead = self
                 .storage
-                .create_ahead(index, self.segment_bytes, header, prefault);
+                .create_ahead(index, self.new_segment_bytes, header, prefault);
         }
     }
 
@@ -606,10 +619,10 @@ impl<S: Storage> JournalWriter<S> {
         let segment = match made_ahead {
             Some(segment) => segment?,
             None => {
-                let mut segment = self.storage.create(index, self.segment_bytes)?;
+                let mut segment = self.storage.create(index, self.new_segment_bytes)?;
                 segment.write(
                     0,
-                    &segment_header(index, self.segment_bytes, &self.config_hash),
+                    &segment_header(index, self.new_segment_bytes, &self.config_hash),
                 );
                 segment.sync(0, SEGMENT_HEADER_BYTES)?;
                 segment
@@ -628,6 +641,7 @@ impl<S: Storage> JournalWriter<S> {
         }
         self.index = index;
         self.offset = SEGMENT_HEADER_BYTES;
+        self.segment_bytes = self.segment.bytes().len();
         Ok(())
     }
 
@@ -908,6 +922,61 @@ mod tests {
         let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly).unwrap();
         assert_eq!(read.last_seq(), 1000);
         assert_eq!(read.batches.len(), 1000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_journal_resumed_with_another_segment_size_makes_its_new_segments_at_that_size() {
+        let (dir, mut writer) =
+            hasher::tests::scratch_writer("resize", ChainHashing::Inline, SEGMENT_BYTES_MIN);
+        fill_idling(&mut writer, 300, 0);
+        drop(writer);
+        let sizes = |dir: &std::path::Path| -> Vec<(u64, u64)> {
+            storage::segment_indices(dir)
+                .unwrap()
+                .into_iter()
+                .map(|index| {
+                    let path = storage::segment_path(dir, index);
+                    let bytes = std::fs::read(&path).unwrap();
+                    let header = parse_segment_header(&bytes).unwrap();
+                    assert_eq!(header.segment_bytes, bytes.len() as u64, "{path:?}");
+                    (index, header.segment_bytes)
+                })
+                .collect()
+        };
+        let before = sizes(&dir);
+        assert!(before.len() >= 2, "the first writer rotated: {before:?}");
+        assert!(before
+            .iter()
+            .all(|&(_, bytes)| bytes == SEGMENT_BYTES_MIN as u64));
+        let mut storage = MmapStorage::open(&dir).unwrap();
+        let read = read_journal(&mut storage, Repair::CutTail).unwrap();
+        let bigger = 2 * SEGMENT_BYTES_MIN;
+        let mut writer =
+            JournalWriter::resume(storage, &read, bigger, Durability::Process).unwrap();
+        let filler = [9u8; 4000];
+        for seq in 301..=900 {
+            writer.append_encoded(RecordKind::Command, seq, seq, &filler);
+            writer.commit(seq).unwrap();
+        }
+        drop(writer);
+        // Segments that hold records keep their size; one made ahead and still empty (the first
+        // writer's next) is made again at the new size.
+        let after = sizes(&dir);
+        let kept = read.end.index as usize + 1;
+        assert_eq!(
+            &after[..kept],
+            &before[..kept],
+            "old segments keep their size"
+        );
+        let made = &after[kept..];
+        assert!(made.len() >= 2, "the resumed writer rotated: {after:?}");
+        assert!(
+            made.iter().all(|&(_, bytes)| bytes == bigger as u64),
+            "new segments take the new size: {after:?}"
+        );
+        let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly).unwrap();
+        assert_eq!(read.last_seq(), 900);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
