@@ -128,9 +128,108 @@ fn own_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Pauses a thread that does nothing but read the clock saw: the platform's own floor under the
+/// latency percentiles. On a virtual machine the hypervisor, and the guest kernel's own threads
+/// and interrupts, take a spinning thread off its core for tens of microseconds hundreds of times
+/// a second; a command whose way crosses such a pause waits for it, whatever the engine does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pauses {
+    /// Gaps between two consecutive clock reads longer than the threshold.
+    pub count: u64,
+    /// Their total length.
+    pub lost_ns: u64,
+    pub longest_ns: u64,
+    pub elapsed_ns: u64,
+}
+
+impl Pauses {
+    /// Counts the gaps longer than `threshold_ns` between consecutive clock reads `reads_ns`
+    /// (ascending).
+    pub fn in_reads(reads_ns: impl IntoIterator<Item = u64>, threshold_ns: u64) -> Pauses {
+        let mut pauses = Pauses::default();
+        let mut reads = reads_ns.into_iter();
+        let Some(first) = reads.next() else {
+            return pauses;
+        };
+        let mut last = first;
+        for read in reads {
+            let gap = read.saturating_sub(last);
+            if gap > threshold_ns {
+                pauses.count += 1;
+                pauses.lost_ns += gap;
+                pauses.longest_ns = pauses.longest_ns.max(gap);
+            }
+            last = read;
+        }
+        pauses.elapsed_ns = last - first;
+        pauses
+    }
+
+    /// Spins on this thread for `duration`, reading the clock, and counts its pauses longer than
+    /// `threshold`.
+    pub fn measure(duration: std::time::Duration, threshold: std::time::Duration) -> Pauses {
+        let start = std::time::Instant::now();
+        let end_ns = duration.as_nanos() as u64;
+        let reads = std::iter::from_fn(|| {
+            let now = start.elapsed().as_nanos() as u64;
+            (now <= end_ns).then_some(now)
+        });
+        Pauses::in_reads(reads, threshold.as_nanos() as u64)
+    }
+
+    /// The share of the time spent in pauses.
+    pub fn lost_share(&self) -> f64 {
+        self.lost_ns as f64 / self.elapsed_ns.max(1) as f64
+    }
+
+    pub fn per_sec(&self) -> f64 {
+        self.count as f64 / (self.elapsed_ns.max(1) as f64 / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pauses_are_the_gaps_between_clock_reads_over_the_threshold() {
+        // Reads every 1 µs, with gaps of 5, 20 (not over) and 21 and 300 µs.
+        let mut reads = Vec::new();
+        let mut now = 0;
+        for gap in [
+            1_000, 1_000, 5_000, 1_000, 20_000, 21_000, 1_000, 300_000, 1_000,
+        ] {
+            now += gap;
+            reads.push(now);
+        }
+        let pauses = Pauses::in_reads(reads.iter().copied(), 20_000);
+        assert_eq!(pauses.count, 2);
+        assert_eq!(pauses.lost_ns, 321_000);
+        assert_eq!(pauses.longest_ns, 300_000);
+        assert_eq!(pauses.elapsed_ns, now - 1_000);
+        assert!((pauses.lost_share() - 321_000.0 / (now - 1_000) as f64).abs() < 1e-12);
+        assert_eq!(Pauses::in_reads([], 20_000), Pauses::default());
+        assert_eq!(Pauses::in_reads([7], 20_000).count, 0);
+    }
+
+    #[test]
+    fn a_measured_sleep_is_a_pause() {
+        // A spinning thread that sleeps once: the sleep is one of its pauses (others may come
+        // from the machine).
+        let start = std::time::Instant::now();
+        let mut slept = false;
+        let reads = std::iter::from_fn(|| {
+            let now = start.elapsed();
+            if !slept && now > std::time::Duration::from_millis(5) {
+                slept = true;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            (now < std::time::Duration::from_millis(30)).then_some(now.as_nanos() as u64)
+        });
+        let pauses = Pauses::in_reads(reads, 1_000_000);
+        assert!(pauses.count >= 1, "{pauses:?}");
+        assert!(pauses.longest_ns >= 10_000_000, "{pauses:?}");
+    }
 
     #[test]
     fn cpu_model_is_read_from_cpuinfo() {

@@ -7,13 +7,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use engine::journal::format::SEGMENT_BYTES_DEFAULT;
 use engine::journal::Durability;
 use engine::runtime::{self, EngineHandle, EngineOptions, IdleStrategy, SystemClock};
 use engine::{Exchange, ExchangeCommand};
 
+use crate::machine::Pauses;
 use crate::measure::{Percentiles, Row};
 use crate::scenarios::journal::{apply_and_journal, scratch_dir, writer_new};
 use crate::scenarios::ledger::{exchange_config, setup_commands};
@@ -27,6 +28,9 @@ const RATE_RUN_SECONDS_MAX: u64 = 2;
 const RATES_PROCESS: [u64; 2] = [100_000, 1_000_000];
 const RATES_FSYNC: [u64; 1] = [10_000];
 const RATES_SPIN: [u64; 2] = [100_000, 1_000_000];
+/// How long the pause probe spins before the spin rows, and the pause it counts: the bar's p99.
+const PAUSE_PROBE: Duration = Duration::from_secs(1);
+const PAUSE_THRESHOLD: Duration = Duration::from_micros(20);
 
 pub fn run(options: &Options) -> Report {
     let commands = options.commands_measured.unwrap_or(match options.length {
@@ -67,6 +71,7 @@ pub fn run(options: &Options) -> Report {
             ));
         }
     }
+    let pauses = Pauses::measure(PAUSE_PROBE, PAUSE_THRESHOLD);
     rows.push(spin_row(&workload, None, commands, "pipeline:spin"));
     for &rate in &RATES_SPIN {
         let count = commands.min((rate * RATE_RUN_SECONDS_MAX) as usize);
@@ -99,6 +104,20 @@ pub fn run(options: &Options) -> Report {
          submissions, as the gateway's one runtime thread does against a spinning engine: two \
          threads for two cores, where the rows above put three (producer, engine, consumer) on them"
             .into(),
+        format!(
+            "the platform's pauses: a thread spinning alone on the clock for {:.0} s just before the \
+             spin rows was off its core for more than {} µs {} times ({:.0} a second), {:.2}% of the \
+             time, the longest {:.2} ms; a command waits out any pause of the threads it crosses, \
+             so where two threads' pauses add up to 1% of the time or more, a p99 under {} µs is \
+             out of the engine's reach (docs/PERFORMANCE.md)",
+            PAUSE_PROBE.as_secs_f64(),
+            PAUSE_THRESHOLD.as_micros(),
+            pauses.count,
+            pauses.per_sec(),
+            pauses.lost_share() * 100.0,
+            pauses.longest_ns as f64 / 1e6,
+            PAUSE_THRESHOLD.as_micros()
+        ),
     ];
     Report { notes, rows }
 }
