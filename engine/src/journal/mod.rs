@@ -980,6 +980,118 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The real disk, until it is full: from then on no segment can be made, ahead (its thread
+    /// fails as `fallocate` would) or in line.
+    struct FillingDisk {
+        inner: MmapStorage,
+        full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    fn disk_full(making: &str) -> io::Error {
+        let message = format!("No space left on device (the test's, making a segment {making})");
+        io::Error::new(io::ErrorKind::StorageFull, message)
+    }
+
+    impl Storage for FillingDisk {
+        type Segment = storage::MmapSegment;
+        fn list(&self) -> io::Result<Vec<u64>> {
+            self.inner.list()
+        }
+        fn create(&mut self, index: u64, bytes: usize) -> io::Result<Self::Segment> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(disk_full("in line"));
+            }
+            self.inner.create(index, bytes)
+        }
+        fn create_ahead(
+            &self,
+            index: u64,
+            bytes: usize,
+            header: [u8; 64],
+            prefault: bool,
+        ) -> Option<std::thread::JoinHandle<io::Result<Self::Segment>>> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Some(std::thread::spawn(|| Err(disk_full("ahead"))));
+            }
+            self.inner.create_ahead(index, bytes, header, prefault)
+        }
+        fn open(&mut self, index: u64) -> io::Result<Self::Segment> {
+            self.inner.open(index)
+        }
+        fn remove(&mut self, index: u64) -> io::Result<()> {
+            self.inner.remove(index)
+        }
+        fn name(&self, index: u64) -> String {
+            self.inner.name(index)
+        }
+    }
+
+    /// Fills 1 MiB segments with batches of one ~4 KB record until the disk is full and a
+    /// rotation needs a segment: the commit that needed it fails with the disk's error, and every
+    /// batch committed before it reads back.
+    fn fill_until_the_disk_is_full(name: &str, prefault: SegmentPrefault) {
+        let dir = std::env::temp_dir().join(format!("kinko-full-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storage = FillingDisk {
+            inner: MmapStorage::open(&dir).unwrap(),
+            full: full.clone(),
+        };
+        let genesis = Genesis {
+            config: crate::defaults::config(),
+        };
+        let mut writer =
+            JournalWriter::create(storage, &genesis, 1, SEGMENT_BYTES_MIN, Durability::Process)
+                .unwrap();
+        writer.set_segment_prefault(prefault);
+        let filler = [5u8; 4000];
+        let mut committed = 0;
+        let error = loop {
+            let seq = committed + 1;
+            if writer.index == 1 {
+                // In segment 1, whose successor the batch that rotated into it has begun: the disk
+                // fills now, and segment 3 cannot be made.
+                full.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            writer.append_encoded(RecordKind::Command, seq, seq, &filler);
+            match writer.commit(seq) {
+                Ok(()) => committed = seq,
+                Err(e) => break e,
+            }
+            while writer.idle_work() {}
+            assert!(seq < 10_000, "the disk never filled");
+        };
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull, "{error}");
+        assert!(
+            error.to_string().contains("making a segment ahead"),
+            "the made-ahead thread's own error, not a second try's: {error}"
+        );
+        assert_eq!(
+            writer.index, 2,
+            "the failed rotation left the writer in segment 2"
+        );
+        drop(writer);
+        let read = read_journal(&mut MmapStorage::open(&dir).unwrap(), Repair::ReadOnly).unwrap();
+        assert_eq!(read.last_seq(), committed, "every committed batch is there");
+        assert!(read.tail_cut.is_none());
+        // About 254 batches fill a segment.
+        assert!(
+            committed > 3 * 250,
+            "three segments filled first ({committed} batches)"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_segment_that_cannot_be_made_fails_the_commit_that_needs_it_and_loses_nothing_before() {
+        fill_until_the_disk_is_full("thread", SegmentPrefault::Thread);
+    }
+
+    #[test]
+    fn an_idle_engine_keeps_the_made_ahead_threads_error_for_the_rotation_that_needs_it() {
+        fill_until_the_disk_is_full("idle", SegmentPrefault::Idle);
+    }
+
     #[test]
     fn an_engine_never_idle_still_rotates_through_segments_left_to_fault() {
         let (dir, writer) = idle_writer_filled("busy", 1000, 0);
