@@ -980,28 +980,81 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The real disk, until it is full: from then on no segment can be made, ahead (its thread
-    /// fails as `fallocate` would) or in line.
+    /// What the test's disk refuses: nothing, making a segment (ahead, its thread failing as
+    /// `fallocate` would, or in line), or faulting a segment's pages in.
+    type Full = std::sync::Arc<std::sync::atomic::AtomicU8>;
+    const REFUSES_NOTHING: u8 = 0;
+    const REFUSES_MAKING: u8 = 1;
+    const REFUSES_FAULTING: u8 = 2;
+
+    /// The real disk, until it is full.
     struct FillingDisk {
         inner: MmapStorage,
-        full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        full: Full,
     }
 
-    fn disk_full(making: &str) -> io::Error {
-        let message = format!("No space left on device (the test's, making a segment {making})");
+    struct FillingSegment {
+        inner: storage::MmapSegment,
+        full: Full,
+    }
+
+    fn disk_full(doing: &str) -> io::Error {
+        let message = format!("No space left on device (the test's, {doing})");
         io::Error::new(io::ErrorKind::StorageFull, message)
     }
 
+    fn refuses(full: &Full, what: u8) -> bool {
+        full.load(std::sync::atomic::Ordering::SeqCst) == what
+    }
+
+    impl Segment for FillingSegment {
+        fn bytes(&self) -> &[u8] {
+            self.inner.bytes()
+        }
+        fn write(&mut self, offset: usize, data: &[u8]) {
+            self.inner.write(offset, data)
+        }
+        fn write_streaming(&mut self, offset: usize, data: &[u8]) {
+            self.inner.write_streaming(offset, data)
+        }
+        fn stable_base(&self) -> Option<*const u8> {
+            self.inner.stable_base()
+        }
+        fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
+            self.inner.sync(offset, len)
+        }
+        fn prepare_appends(&mut self, offset: usize) -> io::Result<()> {
+            self.inner.prepare_appends(offset)
+        }
+        fn prefault(&mut self, offset: usize, len: usize) -> io::Result<()> {
+            if refuses(&self.full, REFUSES_FAULTING) {
+                return Err(disk_full("faulting a segment in"));
+            }
+            self.inner.prefault(offset, len)
+        }
+        fn release(&mut self, offset: usize, len: usize) {
+            self.inner.release(offset, len)
+        }
+    }
+
+    impl FillingDisk {
+        fn wrap(&self, inner: storage::MmapSegment) -> FillingSegment {
+            let full = self.full.clone();
+            FillingSegment { inner, full }
+        }
+    }
+
     impl Storage for FillingDisk {
-        type Segment = storage::MmapSegment;
+        type Segment = FillingSegment;
         fn list(&self) -> io::Result<Vec<u64>> {
             self.inner.list()
         }
         fn create(&mut self, index: u64, bytes: usize) -> io::Result<Self::Segment> {
-            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(disk_full("in line"));
+            if refuses(&self.full, REFUSES_MAKING) {
+                return Err(disk_full("making a segment in line"));
             }
-            self.inner.create(index, bytes)
+            let inner = self.inner.create(index, bytes)?;
+            Ok(self.wrap(inner))
         }
         fn create_ahead(
             &self,
@@ -1010,13 +1063,21 @@ mod tests {
             header: [u8; 64],
             prefault: bool,
         ) -> Option<std::thread::JoinHandle<io::Result<Self::Segment>>> {
-            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
-                return Some(std::thread::spawn(|| Err(disk_full("ahead"))));
+            if refuses(&self.full, REFUSES_MAKING) {
+                return Some(std::thread::spawn(|| {
+                    Err(disk_full("making a segment ahead"))
+                }));
             }
-            self.inner.create_ahead(index, bytes, header, prefault)
+            let making = self.inner.create_ahead(index, bytes, header, prefault)?;
+            let full = self.full.clone();
+            Some(std::thread::spawn(move || {
+                let inner = making.join().expect("segment thread")?;
+                Ok(FillingSegment { inner, full })
+            }))
         }
         fn open(&mut self, index: u64) -> io::Result<Self::Segment> {
-            self.inner.open(index)
+            let inner = self.inner.open(index)?;
+            Ok(self.wrap(inner))
         }
         fn remove(&mut self, index: u64) -> io::Result<()> {
             self.inner.remove(index)
@@ -1026,13 +1087,27 @@ mod tests {
         }
     }
 
+    /// When the test's disk fills.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Fills {
+        /// Before segment 3 is begun: making it fails.
+        BeforeMaking,
+        /// Once segment 3 is begun (and made): faulting it in fails.
+        WhileFaulting,
+    }
+
     /// Fills 1 MiB segments with batches of one ~4 KB record until the disk is full and a
-    /// rotation needs a segment: the commit that needed it fails with the disk's error, and every
-    /// batch committed before it reads back.
-    fn fill_until_the_disk_is_full(name: &str, prefault: SegmentPrefault) {
+    /// rotation needs a segment: the commit that needed it fails with the disk's error (the one
+    /// that says `expected`), and every batch committed before it reads back.
+    fn fill_until_the_disk_is_full(
+        name: &str,
+        prefault: SegmentPrefault,
+        fills: Fills,
+        expected: &str,
+    ) {
         let dir = std::env::temp_dir().join(format!("kinko-full-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let full = Full::new(std::sync::atomic::AtomicU8::new(REFUSES_NOTHING));
         let storage = FillingDisk {
             inner: MmapStorage::open(&dir).unwrap(),
             full: full.clone(),
@@ -1048,23 +1123,34 @@ mod tests {
         let mut committed = 0;
         let error = loop {
             let seq = committed + 1;
-            if writer.index == 1 {
+            if fills == Fills::BeforeMaking && writer.index == 1 {
                 // In segment 1, whose successor the batch that rotated into it has begun: the disk
                 // fills now, and segment 3 cannot be made.
-                full.store(true, std::sync::atomic::Ordering::SeqCst);
+                full.store(REFUSES_MAKING, std::sync::atomic::Ordering::SeqCst);
             }
             writer.append_encoded(RecordKind::Command, seq, seq, &filler);
             match writer.commit(seq) {
                 Ok(()) => committed = seq,
                 Err(e) => break e,
             }
-            while writer.idle_work() {}
+            if fills == Fills::WhileFaulting && writer.index == 2 {
+                // The batch that rotated into segment 2 has begun segment 3 on a thread, before
+                // the engine idles: its pages cannot be faulted in now.
+                full.store(REFUSES_FAULTING, std::sync::atomic::Ordering::SeqCst);
+            }
+            if prefault == SegmentPrefault::Idle {
+                // Idle as an engine between batches would, until the segment made ahead is taken
+                // from its thread and faulted in (or its error kept).
+                while writer.idle_work() || writer.ahead.is_some() {
+                    std::thread::yield_now();
+                }
+            }
             assert!(seq < 10_000, "the disk never filled");
         };
         assert_eq!(error.kind(), io::ErrorKind::StorageFull, "{error}");
         assert!(
-            error.to_string().contains("making a segment ahead"),
-            "the made-ahead thread's own error, not a second try's: {error}"
+            error.to_string().contains(expected),
+            "the error of {expected}, not a second try's: {error}"
         );
         assert_eq!(
             writer.index, 2,
@@ -1084,12 +1170,30 @@ mod tests {
 
     #[test]
     fn a_segment_that_cannot_be_made_fails_the_commit_that_needs_it_and_loses_nothing_before() {
-        fill_until_the_disk_is_full("thread", SegmentPrefault::Thread);
+        let ahead = "making a segment ahead";
+        fill_until_the_disk_is_full(
+            "thread",
+            SegmentPrefault::Thread,
+            Fills::BeforeMaking,
+            ahead,
+        );
     }
 
     #[test]
     fn an_idle_engine_keeps_the_made_ahead_threads_error_for_the_rotation_that_needs_it() {
-        fill_until_the_disk_is_full("idle", SegmentPrefault::Idle);
+        let ahead = "making a segment ahead";
+        fill_until_the_disk_is_full("idle", SegmentPrefault::Idle, Fills::BeforeMaking, ahead);
+    }
+
+    #[test]
+    fn an_idle_engine_keeps_a_failed_prefault_for_the_rotation_that_needs_the_segment() {
+        let faulting = "faulting a segment in";
+        fill_until_the_disk_is_full(
+            "fault",
+            SegmentPrefault::Idle,
+            Fills::WhileFaulting,
+            faulting,
+        );
     }
 
     #[test]
