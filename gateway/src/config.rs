@@ -761,12 +761,12 @@ mod tests {
         let small = text.replace("journal_segment_mib = 64", "journal_segment_mib = 1");
         let parsed = ServeConfig::from_toml(&small).unwrap();
         assert_eq!(parsed.server.journal_segment_bytes(), 1 << 20);
+        let refused = |value: &str| {
+            let line = format!("journal_segment_mib = {value}");
+            ServeConfig::from_toml(&text.replace("journal_segment_mib = 64", &line)).unwrap_err()
+        };
         for bad in ["0", "1025", "4294967295"] {
-            let text = text.replace(
-                "journal_segment_mib = 64",
-                &format!("journal_segment_mib = {bad}"),
-            );
-            let error = ServeConfig::from_toml(&text).unwrap_err();
+            let error = refused(bad);
             assert!(
                 error.contains(&format!("journal_segment_mib = {bad}"))
                     && error.contains("1 to 1024 MiB"),
@@ -774,11 +774,7 @@ mod tests {
             );
         }
         for bad in ["-1", "\"64MiB\"", "1.5"] {
-            let text = text.replace(
-                "journal_segment_mib = 64",
-                &format!("journal_segment_mib = {bad}"),
-            );
-            let error = ServeConfig::from_toml(&text).unwrap_err();
+            let error = refused(bad);
             assert!(
                 error.contains("journal_segment_mib"),
                 "the error names the key: {error}"

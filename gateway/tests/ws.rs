@@ -555,18 +555,30 @@ async fn journal_file_reaches(dir: &std::path::Path, name: &str, bytes: u64) {
     }
 }
 
+/// Starts a server on `dir` with journal segments of `mib` MiB, and rests one bid of alice's at
+/// `price` (a batch in the journal); returns the server, its address and its banner.
+async fn start_with_segments_and_bid(
+    dir: &std::path::Path,
+    mib: u32,
+    price: &str,
+    client_order_id: u64,
+) -> (gateway::server::Running, std::net::SocketAddr, String) {
+    let mut config = config(dir);
+    config.server.journal_segment_mib = mib;
+    let (server, addr) = start(config.clone()).await;
+    let banner = gateway::server::banner(&config, &server);
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    let ack = alice.order(json!({"side": "buy", "order_type": "limit", "price": price, "qty": "1", "client_order_id": client_order_id})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    (server, addr, banner)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_segments_are_the_size_the_configuration_says() {
     let dir = TempDir::new("segment-size");
-    let mut small = config(dir.path());
-    small.server.journal_segment_mib = 1;
-    let (server, addr) = start(small.clone()).await;
-    let banner = gateway::server::banner(&small, &server);
+    let (server, _, banner) = start_with_segments_and_bid(dir.path(), 1, "14900000", 1).await;
     assert!(banner.contains("segments of 1 MiB"), "{banner}");
-    let mut alice = Client::connect(addr).await;
-    alice.login_as("alice", false).await;
-    let ack = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14900000", "qty": "1", "client_order_id": 1})).await;
-    assert_eq!(ack["type"], "ack", "{ack}");
     journal_file_reaches(dir.path(), "segment-000000.kjl", 1 << 20).await;
     // The next segment is made ahead once the first holds a batch.
     journal_file_reaches(dir.path(), "segment-000001.kjl", 1 << 20).await;
@@ -574,13 +586,8 @@ async fn the_journal_segments_are_the_size_the_configuration_says() {
 
     // A larger size from the next start on: the segment written keeps its size, the next one
     // (made ahead and still empty) is made again at the new size.
-    let mut larger = config(dir.path());
-    larger.server.journal_segment_mib = 2;
-    let (server, addr) = start(larger).await;
-    let mut alice = Client::connect(addr).await;
-    alice.login_as("alice", false).await;
-    let ack = alice.order(json!({"side": "buy", "order_type": "limit", "price": "14800000", "qty": "1", "client_order_id": 2})).await;
-    assert_eq!(ack["type"], "ack", "{ack}");
+    let (server, addr, banner) = start_with_segments_and_bid(dir.path(), 2, "14800000", 2).await;
+    assert!(banner.contains("segments of 2 MiB"), "{banner}");
     journal_file_reaches(dir.path(), "segment-000001.kjl", 2 << 20).await;
     journal_file_reaches(dir.path(), "segment-000000.kjl", 1 << 20).await;
     let book = http_get_json(addr, "/api/book/BTC-JPY").await;

@@ -1087,22 +1087,14 @@ mod tests {
         }
     }
 
-    /// When the test's disk fills.
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Fills {
-        /// Before segment 3 is begun: making it fails.
-        BeforeMaking,
-        /// Once segment 3 is begun (and made): faulting it in fails.
-        WhileFaulting,
-    }
-
-    /// Fills 1 MiB segments with batches of one ~4 KB record until the disk is full and a
-    /// rotation needs a segment: the commit that needed it fails with the disk's error (the one
-    /// that says `expected`), and every batch committed before it reads back.
+    /// Fills 1 MiB segments with batches of one ~4 KB record until the disk refuses what
+    /// `refusal` says (making: from before segment 3 is begun; faulting: once it is begun and
+    /// made) and a rotation needs a segment: the commit that needed it fails with the disk's error
+    /// (the one that says `expected`), and every batch committed before it reads back.
     fn fill_until_the_disk_is_full(
         name: &str,
         prefault: SegmentPrefault,
-        fills: Fills,
+        refusal: u8,
         expected: &str,
     ) {
         let dir = std::env::temp_dir().join(format!("kinko-full-{name}-{}", std::process::id()));
@@ -1123,7 +1115,7 @@ mod tests {
         let mut committed = 0;
         let error = loop {
             let seq = committed + 1;
-            if fills == Fills::BeforeMaking && writer.index == 1 {
+            if refusal == REFUSES_MAKING && writer.index == 1 {
                 // In segment 1, whose successor the batch that rotated into it has begun: the disk
                 // fills now, and segment 3 cannot be made.
                 full.store(REFUSES_MAKING, std::sync::atomic::Ordering::SeqCst);
@@ -1133,7 +1125,7 @@ mod tests {
                 Ok(()) => committed = seq,
                 Err(e) => break e,
             }
-            if fills == Fills::WhileFaulting && writer.index == 2 {
+            if refusal == REFUSES_FAULTING && writer.index == 2 {
                 // The batch that rotated into segment 2 has begun segment 3 on a thread, before
                 // the engine idles: its pages cannot be faulted in now.
                 full.store(REFUSES_FAULTING, std::sync::atomic::Ordering::SeqCst);
@@ -1171,29 +1163,19 @@ mod tests {
     #[test]
     fn a_segment_that_cannot_be_made_fails_the_commit_that_needs_it_and_loses_nothing_before() {
         let ahead = "making a segment ahead";
-        fill_until_the_disk_is_full(
-            "thread",
-            SegmentPrefault::Thread,
-            Fills::BeforeMaking,
-            ahead,
-        );
+        fill_until_the_disk_is_full("thread", SegmentPrefault::Thread, REFUSES_MAKING, ahead);
     }
 
     #[test]
     fn an_idle_engine_keeps_the_made_ahead_threads_error_for_the_rotation_that_needs_it() {
         let ahead = "making a segment ahead";
-        fill_until_the_disk_is_full("idle", SegmentPrefault::Idle, Fills::BeforeMaking, ahead);
+        fill_until_the_disk_is_full("idle", SegmentPrefault::Idle, REFUSES_MAKING, ahead);
     }
 
     #[test]
     fn an_idle_engine_keeps_a_failed_prefault_for_the_rotation_that_needs_the_segment() {
         let faulting = "faulting a segment in";
-        fill_until_the_disk_is_full(
-            "fault",
-            SegmentPrefault::Idle,
-            Fills::WhileFaulting,
-            faulting,
-        );
+        fill_until_the_disk_is_full("fault", SegmentPrefault::Idle, REFUSES_FAULTING, faulting);
     }
 
     #[test]
