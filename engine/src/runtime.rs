@@ -3,8 +3,10 @@
 //! applies them, journals the events, commits the batch (msync under `Durability::Fsync`), and
 //! only then publishes the batch's events on the outbound channel.
 //!
-//! A full inbound queue is refused at once with [`Busy`]: a producer never blocks and nothing is
-//! dropped silently. When idle the thread spins, then yields, then parks, so that an idle exchange
+//! A full inbound queue is refused at once with [`Refused::Busy`]: a producer never blocks and
+//! nothing is dropped silently. If the thread stops on an error (a journal write that failed), it
+//! says why in [`Submitter::failure`] before its outbound channel closes, and every submit after
+//! that is refused with [`Refused::Stopped`]. When idle the thread spins, then yields, then parks, so that an idle exchange
 //! does not burn a core.
 
 use std::fmt;
@@ -138,13 +140,25 @@ pub struct Request {
     pub command: ExchangeCommand,
 }
 
-/// The inbound queue is full: the command was not taken.
+/// Why a command was not taken. Either way it is not in the queue and never will be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Busy;
+pub enum Refused {
+    /// The inbound queue is full: retry.
+    Busy,
+    /// The engine thread has stopped on an error ([`Submitter::failure`] says which): nothing is
+    /// taken until the exchange is restarted and has recovered from its journal.
+    Stopped,
+}
 
-impl fmt::Display for Busy {
+impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "busy: the engine's inbound queue is full, retry")
+        match self {
+            Refused::Busy => write!(f, "busy: the engine's inbound queue is full, retry"),
+            Refused::Stopped => write!(
+                f,
+                "stopped: the engine thread stopped on an error; nothing is taken until a restart"
+            ),
+        }
     }
 }
 
@@ -187,6 +201,9 @@ struct Shared {
     stop: AtomicBool,
     sleeping: AtomicBool,
     thread: OnceLock<Thread>,
+    /// Why the engine thread stopped, set before its outbound channel closes; never set by a
+    /// clean shutdown.
+    failure: OnceLock<String>,
     stats: Stats,
 }
 
@@ -198,10 +215,16 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    pub fn submit(&self, token: u64, command: ExchangeCommand) -> Result<(), Busy> {
+    /// Queues a command, or says at once why not. A command queued just as the thread stops is
+    /// never answered; the outbound channel's close (after [`Submitter::failure`] is set) is the
+    /// consumer's signal to tell those waiting that their outcome is unknown until a restart.
+    pub fn submit(&self, token: u64, command: ExchangeCommand) -> Result<(), Refused> {
+        if self.shared.failure.get().is_some() {
+            return Err(Refused::Stopped);
+        }
         if self.queue.push(Request { token, command }).is_err() {
             self.shared.stats.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(Busy);
+            return Err(Refused::Busy);
         }
         if self.shared.sleeping.load(Ordering::SeqCst) {
             if let Some(thread) = self.shared.thread.get() {
@@ -209,6 +232,11 @@ impl Submitter {
             }
         }
         Ok(())
+    }
+
+    /// Why the engine thread stopped, once it has stopped on an error.
+    pub fn failure(&self) -> Option<&str> {
+        self.shared.failure.get().map(String::as_str)
     }
 
     pub fn queue_depth(&self) -> usize {
@@ -491,6 +519,7 @@ pub fn start(
         stop: AtomicBool::new(false),
         sleeping: AtomicBool::new(false),
         thread: OnceLock::new(),
+        failure: OnceLock::new(),
         stats: Stats::default(),
     });
     shared
@@ -508,7 +537,15 @@ pub fn start(
     };
     let thread = thread::Builder::new()
         .name("kinko-engine".into())
-        .spawn(move || engine.run())?;
+        .spawn(move || {
+            let result = engine.run();
+            if let Err(failure) = &result {
+                // Before `engine` (and with it the outbound sender) is dropped: a consumer that
+                // sees the channel close can tell a failure from a shutdown.
+                let _ = engine.shared.failure.set(failure.clone());
+            }
+            result
+        })?;
     shared
         .thread
         .set(thread.thread().clone())

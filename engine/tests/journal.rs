@@ -345,7 +345,8 @@ fn a_flood_beyond_the_queue_gets_busy_and_loses_nothing() {
     for (token, command) in sent.iter().enumerate() {
         match submitter.submit(token as u64, *command) {
             Ok(()) => accepted.push(token as u64),
-            Err(runtime::Busy) => busy += 1,
+            Err(runtime::Refused::Busy) => busy += 1,
+            Err(refused) => panic!("{refused}"),
         }
     }
     assert!(busy > 0, "the flood overran the queue");
@@ -374,6 +375,136 @@ fn a_flood_beyond_the_queue_gets_busy_and_loses_nothing() {
         accepted.len() as u64,
         "the journal holds exactly the accepted commands"
     );
+}
+
+/// Waits (up to 10 s) until a file of the journal exists: a segment made ahead appears shortly
+/// after the batch that begins it.
+fn wait_for_file(path: &Path) {
+    let since = std::time::Instant::now();
+    while !path.is_file() {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn an_engine_whose_journal_cannot_grow_stops_says_why_and_refuses_what_follows() {
+    let dir = TempDir::new("stops");
+    let engine = runtime::start(
+        options(dir.path()),
+        &defaults::config(),
+        Box::new(SystemClock::default()),
+    )
+    .unwrap();
+    let submitter = engine.submitter();
+    let sent = commands(200_000);
+    submitter.submit(0, sent[0]).unwrap();
+    let first = engine
+        .outbound()
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(first.acks[0].seq, 1);
+    // Segment 1 is made ahead after the first batch, segment 2 after the first batch into
+    // segment 1. A directory where segment 2's file goes makes that fail, as a full disk would;
+    // the rotation into segment 2 then fails its commit and the engine thread stops.
+    let journal = runtime::journal_dir(dir.path());
+    wait_for_file(&journal.join("segment-000001.kjl"));
+    let blocker = journal.join("segment-000002.kjl");
+    fs::create_dir(&blocker).unwrap();
+    assert_eq!(
+        submitter.failure(),
+        None,
+        "running until it needs segment 2"
+    );
+
+    let mut acked_last = 1;
+    let mut stopped_at = None;
+    'flood: for (chunk_index, chunk) in sent[1..].chunks(64).enumerate() {
+        for (i, command) in chunk.iter().enumerate() {
+            let since = std::time::Instant::now();
+            loop {
+                match submitter.submit((chunk_index * 64 + i + 1) as u64, *command) {
+                    Ok(()) => break,
+                    Err(runtime::Refused::Busy) => {
+                        assert!(
+                            since.elapsed() < Duration::from_secs(10),
+                            "busy for 10 s: a stopped engine is refused as busy"
+                        );
+                        std::thread::yield_now()
+                    }
+                    Err(runtime::Refused::Stopped) => {
+                        stopped_at = Some(chunk_index * 64 + i + 1);
+                        break 'flood;
+                    }
+                }
+            }
+        }
+        // Every batch published until the channel closes: no answer may come after the stop.
+        while let Ok(batch) = engine.outbound().recv_timeout(Duration::from_millis(20)) {
+            for ack in &batch.acks {
+                assert_eq!(ack.seq, acked_last + 1, "acknowledged in sequence");
+                acked_last = ack.seq;
+            }
+        }
+    }
+    let stopped_at = stopped_at.expect("the engine stopped before 200,000 commands");
+    assert!(
+        acked_last > 4_000,
+        "acknowledged up to seq {acked_last}, segments 0 and 1, before the stop"
+    );
+    while let Ok(batch) = engine.outbound().recv_timeout(Duration::from_secs(10)) {
+        acked_last = batch.acks.last().map_or(acked_last, |ack| ack.seq);
+    }
+    assert!(
+        engine
+            .outbound()
+            .recv_timeout(Duration::from_millis(1))
+            .unwrap_err()
+            .is_disconnected(),
+        "the outbound channel closed"
+    );
+    let failure = submitter
+        .failure()
+        .expect("the failure is said")
+        .to_string();
+    assert!(failure.starts_with("journal write failed: "), "{failure}");
+    assert!(
+        failure.contains("File exists"),
+        "the disk's own error: {failure}"
+    );
+    assert_eq!(
+        submitter.submit(u64::MAX, sent[stopped_at]),
+        Err(runtime::Refused::Stopped),
+        "refused at once, not queued to wait forever"
+    );
+    let error = engine
+        .shutdown()
+        .expect_err("a failed engine does not shut down cleanly");
+    assert_eq!(error, failure);
+
+    // With the disk mended, a restart recovers exactly what was acknowledged and goes on.
+    fs::remove_dir(&blocker).unwrap();
+    let engine = runtime::start(
+        options(dir.path()),
+        &defaults::config(),
+        Box::new(SystemClock::default()),
+    )
+    .unwrap();
+    assert_eq!(
+        engine.recovery.last_seq, acked_last,
+        "every acknowledged command, and not the batch whose commit failed"
+    );
+    engine.submitter().submit(1, sent[stopped_at]).unwrap();
+    let batch = engine
+        .outbound()
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(batch.acks[0].seq, acked_last + 1);
+    engine.shutdown().unwrap();
 }
 
 fn flip(path: &Path, offset: usize) {

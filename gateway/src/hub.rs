@@ -137,6 +137,9 @@ pub struct Shared {
     /// The hub applies each when its record is published, whether or not the operator's session
     /// is still there to hear of it: the journal and the key store must never disagree.
     pub key_changes: Mutex<HashMap<u64, crate::auth::Pending>>,
+    /// Notified (once, a permit kept until someone waits) when the engine thread has stopped on
+    /// an error and every session has been told.
+    pub engine_stopped: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -204,6 +207,7 @@ impl Shared {
             chain: Mutex::new(simulated_chain(start)),
             orders: Mutex::new(Vec::new()),
             key_changes: Mutex::new(HashMap::new()),
+            engine_stopped: tokio::sync::Notify::new(),
         }
     }
 
@@ -295,7 +299,7 @@ pub async fn run_polling(shared: Arc<Shared>, outbound: Receiver<Published>) {
                 publish_rest(&shared, &batch, rest);
             }
             Err(crossbeam::channel::TryRecvError::Empty) => tokio::task::yield_now().await,
-            Err(crossbeam::channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam::channel::TryRecvError::Disconnected) => return engine_gone(&shared),
         }
     }
 }
@@ -305,10 +309,38 @@ pub fn run(shared: Arc<Shared>, outbound: Receiver<Published>) {
         let batch = match outbound.recv_timeout(Duration::from_millis(200)) {
             Ok(batch) => batch,
             Err(crossbeam::channel::RecvTimeoutError::Timeout) => continue,
-            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return engine_gone(&shared),
         };
         publish(&shared, &batch);
     }
+}
+
+/// The engine's outbound channel closed. At a shutdown, nothing to do. If the engine thread
+/// stopped on an error, every session is closed with `engine_stopped`: their requests in flight
+/// will never be answered (a batch whose commit failed is not in the journal, or only partly,
+/// as after a crash), and the process is told to exit (`Running::engine_stopped`).
+fn engine_gone(shared: &Shared) {
+    let Some(failure) = shared.submitter.failure() else {
+        return;
+    };
+    let told = {
+        let inner = shared.inner.lock();
+        for entry in inner.sessions.values() {
+            if entry
+                .tx
+                .try_send(Outgoing::Close("engine_stopped"))
+                .is_err()
+            {
+                entry.kill.notify_one();
+            }
+        }
+        inner.sessions.len()
+    };
+    tracing::error!(
+        "the engine stopped: {failure}; {told} session(s) closed with engine_stopped, nothing \
+         more is taken until a restart"
+    );
+    shared.engine_stopped.notify_one();
 }
 
 /// Applies the key changes this batch journaled, before the acknowledgements go out (and before

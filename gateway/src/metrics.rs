@@ -78,6 +78,12 @@ impl Metrics {
             "kinko_journal_bytes {}",
             stats.journal_bytes.load(Ordering::Relaxed)
         );
+        let _ = writeln!(out, "# HELP kinko_engine_up 1 while the engine thread runs; 0 once it has stopped on an error (see /health).\n# TYPE kinko_engine_up gauge");
+        let _ = writeln!(
+            out,
+            "kinko_engine_up {}",
+            u8::from(submitter.failure().is_none())
+        );
         let _ = writeln!(out, "# HELP kinko_queue_depth Commands waiting in the engine's inbound queue.\n# TYPE kinko_queue_depth gauge");
         let _ = writeln!(out, "kinko_queue_depth {}", submitter.queue_depth());
         let _ = writeln!(

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use engine::journal::ChainHashing;
-use engine::runtime::{self, EngineHandle, EngineOptions, IdleStrategy, SystemClock};
+use engine::runtime::{
+    self, EngineHandle, EngineOptions, IdleStrategy, Refused, Submitter, SystemClock,
+};
 use engine::ExchangeCommand;
 use ledger::Ratio;
 use serde_json::{json, Value};
@@ -160,6 +162,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
 }
 
 impl Running {
+    /// Completes once the engine thread has stopped on an error and every session has been
+    /// closed with `engine_stopped`; returns why it stopped. `kinko serve` then exits non-zero,
+    /// so that a supervisor restarts it and recovery takes up from the journal.
+    pub async fn engine_stopped(&self) -> String {
+        self.shared.engine_stopped.notified().await;
+        engine_stopped_message(&self.shared.submitter)
+    }
+
     /// Stops HTTP, closes every session, stops the engine (which writes a snapshot) and the hub.
     pub async fn shutdown(mut self) -> Result<u64, String> {
         if let Some(stop) = self.stop_http.take() {
@@ -213,18 +223,44 @@ async fn register_keys(
             operator: engine::custody::OPERATOR_SYSTEM,
             command: engine::audit::OperatorCommand::Key(pending.change),
         };
-        while submitter.submit(0, command).is_err() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        submit_waiting(&submitter, command).await?;
     }
-    while shared.inner.lock().seq_published < target {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    published_up_to(shared, target).await?;
     let now = crate::operator::now_ms();
     for pending in &registrations {
         shared.keys.commit(pending, now)?;
     }
     Ok(())
+}
+
+/// Submits a start-up command, waiting out `busy`. An engine that has stopped fails the start.
+async fn submit_waiting(submitter: &Submitter, command: ExchangeCommand) -> Result<(), String> {
+    loop {
+        match submitter.submit(0, command) {
+            Ok(()) => return Ok(()),
+            Err(Refused::Busy) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(Refused::Stopped) => return Err(engine_stopped_message(submitter)),
+        }
+    }
+}
+
+/// Waits until the hub has published the batch of `target` (and mirrored it), or the engine has
+/// stopped, which fails the start.
+async fn published_up_to(shared: &Shared, target: u64) -> Result<(), String> {
+    while shared.inner.lock().seq_published < target {
+        if shared.submitter.failure().is_some() {
+            return Err(engine_stopped_message(&shared.submitter));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+fn engine_stopped_message(submitter: &Submitter) -> String {
+    format!(
+        "the engine stopped: {}",
+        submitter.failure().unwrap_or("(no reason given)")
+    )
 }
 
 /// Closes the sessions of keys as they expire (a login with an expired key is refused anyway).
@@ -335,14 +371,10 @@ async fn bootstrap(
         .load(std::sync::atomic::Ordering::Relaxed)
         + commands.len() as u64;
     for command in commands {
-        while submitter.submit(0, command).is_err() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        submit_waiting(&submitter, command).await?;
     }
     // Until the hub has mirrored the opening balances too: a login right after start must see them.
-    while shared.inner.lock().seq_published < target {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    published_up_to(shared, target).await?;
     // The opening deposits land in hot wallets and raise hot-cap alerts that the opening sweep
     // has already answered: they stay in the journal, not in the operators' live view.
     shared.inner.lock().custody.alerts.clear();
@@ -472,7 +504,9 @@ fn http_reply(reply: Value) -> Response {
     let status = match reply["code"].as_str().unwrap_or("") {
         "permission_denied" | "forbidden" => StatusCode::FORBIDDEN,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "busy" | "timeout" | "server_shutdown" => StatusCode::SERVICE_UNAVAILABLE,
+        "busy" | "timeout" | "server_shutdown" | "engine_stopped" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     (status, Json(reply)).into_response()
@@ -560,11 +594,22 @@ async fn private_request(
     http_reply(reply)
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let stats = shared.submitter.stats();
-    Json(
-        json!({"status": "ok", "last_seq": stats.last_seq.load(std::sync::atomic::Ordering::Relaxed)}),
-    )
+/// `GET /health`: 200 and `"ok"` while the engine runs; 503 and `"engine_stopped"` with the
+/// reason once it has stopped on an error, so that a load balancer or supervisor sees it.
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let last_seq = shared
+        .submitter
+        .stats()
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed);
+    match shared.submitter.failure() {
+        None => Json(json!({"status": "ok", "last_seq": last_seq})).into_response(),
+        Some(failure) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "engine_stopped", "reason": failure, "last_seq": last_seq})),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

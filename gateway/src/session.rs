@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use engine::audit::OperatorCommand;
+use engine::runtime::Refused;
 use engine::{
     AccountId, Command, Event, ExchangeCommand, ExchangeEvent, NewOrder, OrderRef, RejectReason,
 };
@@ -314,7 +315,13 @@ pub async fn one_shot(
 async fn submit_until_taken(shared: Arc<Shared>, token: u64, command: ExchangeCommand) {
     const WAIT_MAX: Duration = Duration::from_secs(60);
     let started = Instant::now();
-    while shared.submitter.submit(token, command).is_err() {
+    while let Err(refused) = shared.submitter.submit(token, command) {
+        if refused == Refused::Stopped {
+            // The session is closed with `engine_stopped`; the key store keeps the change.
+            shared.key_changes.lock().remove(&token);
+            tracing::error!("a key change was not journaled: the engine has stopped");
+            return;
+        }
         if started.elapsed() > WAIT_MAX {
             shared.key_changes.lock().remove(&token);
             tracing::error!("a key change was not journaled: the engine stayed busy for a minute");
@@ -372,6 +379,10 @@ fn close_message(reason: &str) -> &'static str {
         "key_revoked" => "the API key of this session was revoked",
         "key_rotated" => "the API key of this session was given a new secret; log in again",
         "key_expired" => "the API key of this session has expired",
+        "engine_stopped" => {
+            "the engine stopped on an error; a request without a reply has an unknown outcome \
+             until the exchange restarts: reconnect then and check your orders"
+        }
         _ => "closed by the server",
     }
 }
@@ -817,14 +828,11 @@ impl Session {
         self.token_next = self.token_next.wrapping_add(1);
         let token = (self.id << 32) | u64::from(self.token_next);
         self.pending.insert(token, (req_id, Instant::now()));
-        if self.shared.submitter.submit(token, command).is_err() {
+        if let Err(refused) = self.shared.submitter.submit(token, command) {
             // Not taken: the token is free again (a key change is retried under it).
             self.token_next = self.token_next.wrapping_sub(1);
             self.pending.remove(&token);
-            return Err(with(
-                ApiError::new("busy", "the engine is busy; retry"),
-                req_id,
-            ));
+            return Err(with(refusal(&self.shared, refused), req_id));
         }
         Ok(Vec::new())
     }
@@ -929,17 +937,36 @@ pub fn cancel_on_disconnect(shared: &Shared, account: AccountId, token: u64) -> 
         side: None,
     };
     for _ in 0..CANCEL_ON_DISCONNECT_TRIES_MAX {
-        if shared
+        match shared
             .submitter
             .submit(token, ExchangeCommand::Trade(command))
-            .is_ok()
         {
-            return true;
+            Ok(()) => return true,
+            Err(Refused::Busy) => std::thread::sleep(Duration::from_millis(1)),
+            Err(Refused::Stopped) => {
+                tracing::error!(
+                    "cancel-on-disconnect of account {account} not taken: the engine has stopped"
+                );
+                return false;
+            }
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
     tracing::error!("cancel-on-disconnect of account {account} lost: the engine queue stayed full");
     false
+}
+
+/// The error for a command the engine did not take.
+fn refusal(shared: &Shared, refused: Refused) -> ApiError {
+    match refused {
+        Refused::Busy => ApiError::new("busy", "the engine is busy; retry"),
+        Refused::Stopped => ApiError::new(
+            "engine_stopped",
+            format!(
+                "the engine has stopped ({}); nothing is accepted until the exchange restarts",
+                shared.submitter.failure().unwrap_or("no reason given")
+            ),
+        ),
+    }
 }
 
 fn with(mut error: ApiError, req_id: Option<u64>) -> ApiError {

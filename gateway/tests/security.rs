@@ -87,16 +87,6 @@ async fn private(
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-async fn http_text(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
 fn buy() -> Value {
     json!({"type": "new_order", "instrument": "BTC/JPY", "side": "buy", "order_type": "limit",
         "price": "14000000", "qty": "0.001", "client_order_id": 1})

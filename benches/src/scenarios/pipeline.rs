@@ -184,7 +184,7 @@ fn engine_ready(
     let submitter = engine.submitter();
     let mut sent = 0u64;
     for command in setup.chain(warmup) {
-        while submitter.submit(u64::MAX, command).is_err() {
+        while busy(submitter.submit(u64::MAX, command), &submitter) {
             std::hint::spin_loop();
         }
         sent += 1;
@@ -238,7 +238,7 @@ fn run_row(
             None => start.elapsed().as_nanos() as u64,
         };
         sent_ns[i].store(scheduled_ns, Ordering::Release);
-        while submitter.submit(i as u64, command).is_err() {
+        while busy(submitter.submit(i as u64, command), &submitter) {
             thread::yield_now();
         }
     }
@@ -277,7 +277,7 @@ fn spin_row(workload: &Workload, rate: Option<u64>, count: usize, name: &str) ->
             }
             None => start.elapsed().as_nanos() as u64,
         };
-        while submitter.submit(i as u64, command).is_err() {
+        while busy(submitter.submit(i as u64, command), &submitter) {
             take(&mut samples, &sent_ns);
         }
     }
@@ -314,5 +314,18 @@ fn finished_row(
         offered_per_sec: rate,
         latency: Percentiles::from_samples(samples),
         others_cpu_share: None,
+    }
+}
+
+/// True while the engine's queue is full. A stopped engine (its journal could not be written)
+/// ends the run with its reason instead of a producer spinning forever.
+fn busy(submitted: Result<(), runtime::Refused>, submitter: &runtime::Submitter) -> bool {
+    match submitted {
+        Ok(()) => false,
+        Err(runtime::Refused::Busy) => true,
+        Err(runtime::Refused::Stopped) => panic!(
+            "the engine stopped: {}",
+            submitter.failure().unwrap_or("no reason given")
+        ),
     }
 }

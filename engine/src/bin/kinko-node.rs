@@ -85,8 +85,16 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        while submitter.submit(token, command).is_err() {
-            thread::sleep(Duration::from_micros(50));
+        let taken = loop {
+            match submitter.submit(token, command) {
+                Ok(()) => break true,
+                Err(runtime::Refused::Busy) => thread::sleep(Duration::from_micros(50)),
+                // Said by `shutdown` below, with the reason, and in the exit status.
+                Err(runtime::Refused::Stopped) => break false,
+            }
+        };
+        if !taken {
+            break;
         }
     }
     let result = engine.shutdown();

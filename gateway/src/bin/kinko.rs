@@ -364,8 +364,16 @@ fn serve(config: ServeConfig) -> ExitCode {
             }
         };
         print!("{}", gateway::server::banner(&config, &running));
-        wait_for_signal().await;
-        eprintln!("kinko: shutting down (writing a snapshot)...");
+        tokio::select! {
+            _ = wait_for_signal() => {
+                eprintln!("kinko: shutting down (writing a snapshot)...");
+            }
+            failure = running.engine_stopped() => {
+                // Exit non-zero, so that a supervisor restarts the server: recovery then takes up
+                // from the journal, which holds every acknowledged command.
+                eprintln!("kinko: {failure}; every session was closed with engine_stopped, exiting");
+            }
+        }
         match running.shutdown().await {
             Ok(seq) => {
                 eprintln!("kinko: stopped cleanly at seq {seq}");

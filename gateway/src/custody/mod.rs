@@ -970,8 +970,14 @@ impl Caller {
     async fn call_seq(&mut self, command: ExchangeCommand) -> Option<(u64, Vec<ExchangeEvent>)> {
         self.token_next = self.token_next.wrapping_add(1);
         let token = (self.id << 32) | u64::from(self.token_next);
-        while self.shared.submitter.submit(token, command).is_err() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        loop {
+            match self.shared.submitter.submit(token, command) {
+                Ok(()) => break,
+                Err(engine::runtime::Refused::Busy) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
+                Err(engine::runtime::Refused::Stopped) => return None,
+            }
         }
         loop {
             match self.rx.recv().await? {

@@ -838,16 +838,20 @@ impl Session {
         }
         let token = self.token_next();
         self.orders.remember(token, pending);
-        if self
+        if let Err(refused) = self
             .shared
             .submitter
             .submit(token, ExchangeCommand::Trade(command))
-            .is_err()
         {
             let pending = self.orders.forget(token).expect("just remembered");
-            let body = self
-                .orders
-                .refused(&pending, "the engine is busy; retry", now);
+            let text = match refused {
+                engine::runtime::Refused::Busy => "the engine is busy; retry".to_string(),
+                engine::runtime::Refused::Stopped => format!(
+                    "the engine has stopped ({}); nothing is accepted until the exchange restarts",
+                    self.shared.submitter.failure().unwrap_or("no reason given")
+                ),
+            };
+            let body = self.orders.refused(&pending, &text, now);
             self.send(body);
         }
     }

@@ -103,14 +103,20 @@ pub async fn start(config: ServeConfig) -> (Running, SocketAddr) {
     (running, addr)
 }
 
-/// A minimal HTTP GET over a raw socket (no HTTP client dependency needed for one call).
-pub async fn http_get_json(addr: SocketAddr, path: &str) -> Value {
+/// A GET on a fresh connection: the whole response, headers and all, as text.
+pub async fn http_text(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// A GET over a raw socket (no HTTP client dependency needed for one call); its JSON body.
+pub async fn http_get_json(addr: SocketAddr, path: &str) -> Value {
+    let response = http_text(addr, path).await;
     let body = response.split("\r\n\r\n").nth(1).unwrap();
     serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON body: {response}"))
 }
