@@ -5,6 +5,7 @@
 //! accepting, lets the engine drain, and writes a snapshot.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -29,6 +30,9 @@ use crate::custody::chain::ChainAdapter;
 use crate::hub::{self, Shared};
 use crate::protocol;
 use crate::transport::{Certificate, Incoming, Peer, Transport};
+
+/// How long a shutdown waits for the WebSocket sessions to send their Close frames.
+const CLOSE_WAIT_MAX: Duration = Duration::from_secs(5);
 
 pub struct Running {
     pub http: SocketAddr,
@@ -186,6 +190,15 @@ impl Running {
         }
         if let Some(task) = self.http_task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        // The upgraded WebSocket connections are not the HTTP server's any more: wait for each
+        // to send its notice and Close frame (it leaves the count right after), or the process
+        // could exit first. Bounded: a peer that does not read gets the sessions' own 2 s limit.
+        let since = std::time::Instant::now();
+        while self.shared.metrics.connections.load(Ordering::Relaxed) > 0
+            && since.elapsed() < CLOSE_WAIT_MAX
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let engine = self.engine.take().expect("running");
         let last = tokio::task::block_in_place(|| engine.shutdown())?;

@@ -113,6 +113,21 @@ async fn flood_until_closed(alice: &mut Client) -> Flood {
     unreachable!()
 }
 
+/// The connection ended with the `engine_stopped` notice and a 1008 close frame.
+fn assert_closed_as_engine_stopped(alice: &Client) {
+    let notice = alice
+        .seen
+        .iter()
+        .find(|m| m["type"] == "error" && m["req_id"].is_null())
+        .expect("an engine_stopped notice before the close");
+    assert_eq!(notice["code"], "engine_stopped");
+    assert_eq!(
+        alice.close_frame,
+        Some(1008),
+        "a close frame, not a dropped socket"
+    );
+}
+
 fn assert_names_the_failure(text: &str) {
     assert!(
         text.contains("journal write failed") && text.contains("File exists"),
@@ -139,12 +154,7 @@ async fn a_stopped_engine_closes_every_session_refuses_what_follows_and_loses_no
         "{} orders acknowledged: segments 0 and 1 full before the stop",
         flood.acked
     );
-    let notice = alice
-        .seen
-        .iter()
-        .find(|m| m["type"] == "error" && m["req_id"].is_null())
-        .expect("an engine_stopped notice before the close");
-    assert_eq!(notice["code"], "engine_stopped");
+    assert_closed_as_engine_stopped(&alice);
     // The FIX session is logged out with the same reason.
     let logout = bob.until_type("5").await;
     assert_fields(&logout, &[(58, "engine_stopped")]);
@@ -218,7 +228,9 @@ async fn kinko_serve_exits_non_zero_when_its_engine_stops() {
     use std::io::{BufRead, Read};
     let dir = TempDir::new("engine-stopped-exit");
     let path = dir.path().join("kinko.toml");
-    let config = small_segments(dir.path());
+    // TLS, as `kinko serve` runs by default: its Close frames take longer to leave.
+    let mut config = small_segments(dir.path());
+    config.server.transport = gateway::config::Transport::Tls;
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     let mut serve = Serve(
         std::process::Command::new(env!("CARGO_BIN_EXE_kinko"))
@@ -247,9 +259,12 @@ async fn kinko_serve_exits_non_zero_when_its_engine_stops() {
         .unwrap()
         .expect("kinko serve starts and prints its banner");
     let blocker = block_segment_2(dir.path()).await;
-    let mut alice = Client::connect_url(&ws, None).await.unwrap();
+    let ca = dir.path().join("tls").join("cert.pem");
+    let mut alice = Client::connect_url(&ws, Some(&ca)).await.unwrap();
     alice.login_as("alice", false).await;
     let flood = flood_until_closed(&mut alice).await;
+    // The process exits on its own, but only after its sessions have said why they close.
+    assert_closed_as_engine_stopped(&alice);
 
     let since = Instant::now();
     let exit = loop {

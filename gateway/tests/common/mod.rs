@@ -124,6 +124,8 @@ pub async fn http_get_json(addr: SocketAddr, path: &str) -> Value {
 pub struct Client {
     ws: WebSocketStream<Stream>,
     pub seen: Vec<Value>,
+    /// The code of the server's close frame, once `next` has read one.
+    pub close_frame: Option<u16>,
     req_id: u64,
 }
 
@@ -148,6 +150,7 @@ impl Client {
         Ok(Client {
             ws,
             seen: Vec::new(),
+            close_frame: None,
             req_id: 0,
         })
     }
@@ -182,7 +185,10 @@ impl Client {
                     self.seen.push(value.clone());
                     return Some(value);
                 }
-                Message::Close(_) => return None,
+                Message::Close(frame) => {
+                    self.close_frame = frame.map(|f| u16::from(f.code));
+                    return None;
+                }
                 _ => {}
             }
         }
