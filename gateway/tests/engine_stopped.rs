@@ -228,7 +228,8 @@ async fn kinko_serve_exits_non_zero_when_its_engine_stops() {
     use std::io::{BufRead, Read};
     let dir = TempDir::new("engine-stopped-exit");
     let path = dir.path().join("kinko.toml");
-    // TLS, as `kinko serve` runs by default: its Close frames take longer to leave.
+    // TLS, as `kinko serve` runs by default (and as the by-hand full-disk run that lost a
+    // close frame did).
     let mut config = small_segments(dir.path());
     config.server.transport = gateway::config::Transport::Tls;
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
