@@ -16,6 +16,7 @@ use engine::{Exchange, ExchangeCommand};
 
 use crate::machine::Pauses;
 use crate::measure::{Percentiles, Row};
+use crate::report::duration_text;
 use crate::scenarios::journal::{apply_and_journal, scratch_dir, writer_new};
 use crate::scenarios::ledger::{exchange_config, setup_commands};
 use crate::scenarios::{Length, Options, Report};
@@ -31,6 +32,10 @@ const RATES_SPIN: [u64; 2] = [100_000, 1_000_000];
 /// How long the pause probe spins before the spin rows, and the pause it counts: the bar's p99.
 const PAUSE_PROBE: Duration = Duration::from_secs(1);
 const PAUSE_THRESHOLD: Duration = Duration::from_micros(20);
+/// Issue #4's bar in `process` durability: this many commands a second...
+const BAR_COMMANDS_PER_SEC: f64 = 2_000_000.0;
+/// ...and a p99 from enqueue to event received under this.
+const BAR_P99_NS: u64 = 20_000;
 
 pub fn run(options: &Options) -> Report {
     let commands = options.commands_measured.unwrap_or(match options.length {
@@ -119,7 +124,56 @@ pub fn run(options: &Options) -> Report {
             PAUSE_THRESHOLD.as_micros()
         ),
     ];
+    let mut notes = notes;
+    notes.extend(bar_notes(&rows));
     Report { notes, rows }
+}
+
+/// Issue #4's bar judged on the rows in `process` durability (the `spin` rows are too): the
+/// fastest rows' rate, and every row's p99 (a fastest row's is the queue its producer builds).
+fn bar_notes(rows: &[Row]) -> Vec<String> {
+    let process = |row: &&Row| {
+        row.scenario.starts_with("pipeline:process") || row.scenario.starts_with("pipeline:spin")
+    };
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let rates: Vec<String> = rows
+        .iter()
+        .filter(process)
+        .filter(|row| row.offered_per_sec.is_none())
+        .map(|row| {
+            format!(
+                "{} {:.2} M/s {}",
+                row.scenario,
+                row.ops_per_sec / 1e6,
+                verdict(row.ops_per_sec >= BAR_COMMANDS_PER_SEC)
+            )
+        })
+        .collect();
+    let p99s: Vec<String> = rows
+        .iter()
+        .filter(process)
+        .map(|row| {
+            let p99 = row.latency.p99_ns;
+            format!(
+                "{} {} {}",
+                row.scenario,
+                duration_text(p99),
+                verdict(p99 < BAR_P99_NS)
+            )
+        })
+        .collect();
+    vec![
+        format!(
+            "bar (issue #4), {:.0} M commands/s or more in `process` durability: {}",
+            BAR_COMMANDS_PER_SEC / 1e6,
+            rates.join("; ")
+        ),
+        format!(
+            "bar (issue #4), p99 from enqueue to event received under {}: {}",
+            duration_text(BAR_P99_NS),
+            p99s.join("; ")
+        ),
+    ]
 }
 
 /// The `process` durability's work on one thread, in full batches: what `pipeline:process` would
@@ -327,5 +381,49 @@ fn busy(submitted: Result<(), runtime::Refused>, submitter: &runtime::Submitter)
             "the engine stopped: {}",
             submitter.failure().unwrap_or("no reason given")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scenario: &str, ops_per_sec: f64, offered: Option<u64>, p99_ns: u64) -> Row {
+        Row {
+            scenario: scenario.into(),
+            count: 1,
+            ops_per_sec,
+            offered_per_sec: offered,
+            latency: Percentiles {
+                p99_ns,
+                ..Percentiles::default()
+            },
+            others_cpu_share: None,
+        }
+    }
+
+    #[test]
+    fn the_bar_judges_the_fastest_rows_rate_and_every_process_rows_p99() {
+        let notes = bar_notes(&[
+            row("pipeline:in-process", 9e6, None, 1),
+            row("pipeline:process", 2e6, None, 50_000_000),
+            row("pipeline:process@100000", 1e5, Some(100_000), 19_000),
+            row("pipeline:fsync", 1e5, None, 1),
+            row("pipeline:spin", 1.99e6, None, 20_000),
+        ]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let (rates, p99s) = (&notes[0], &notes[1]);
+        assert!(rates.contains("pipeline:process 2.00 M/s met"), "{rates}");
+        assert!(rates.contains("pipeline:spin 1.99 M/s MISSED"), "{rates}");
+        assert!(!rates.contains("@100000"), "{rates}");
+        assert!(p99s.contains("pipeline:process 50.0 ms MISSED"), "{p99s}");
+        assert!(
+            p99s.contains("pipeline:process@100000 19.0 µs met"),
+            "{p99s}"
+        );
+        assert!(p99s.contains("pipeline:spin 20.0 µs MISSED"), "{p99s}");
+        for other in ["in-process", "fsync"] {
+            assert!(!rates.contains(other) && !p99s.contains(other), "{notes:?}");
+        }
     }
 }
