@@ -69,12 +69,36 @@ pub struct SessionEntry {
     pub account: Option<AccountId>,
     pub channels: BTreeSet<String>,
     pub wire: Wire,
-    /// Told when the session must close because it stopped reading (its queue was full): the
-    /// close cannot travel through the full queue itself.
-    pub kill: Arc<tokio::sync::Notify>,
+    /// Told when the session must close and its queue is full (it stopped reading, or is behind):
+    /// the close cannot travel through the full queue itself.
+    pub kill: Arc<Kill>,
     /// The API key the session logged in with (a FIX session: its SenderCompID); revoking,
     /// rotating or the expiry of that key closes the session.
     pub key: Option<String>,
+}
+
+/// A session's kill switch: the close that a full queue could not carry, with its reason. The
+/// first reason given is the one the session closes with.
+#[derive(Debug, Default)]
+pub struct Kill {
+    notify: tokio::sync::Notify,
+    reason: std::sync::OnceLock<&'static str>,
+}
+
+impl Kill {
+    pub fn fire(&self, reason: &'static str) {
+        let _ = self.reason.set(reason);
+        self.notify.notify_one();
+    }
+
+    /// Waits until the switch is fired (at once if it was already) and returns the reason.
+    pub async fn fired(&self) -> &'static str {
+        self.notify.notified().await;
+        self.reason
+            .get()
+            .copied()
+            .expect("a reason is set before the notification")
+    }
 }
 
 /// Closes every open session (WebSocket and FIX) logged in with `key`; `reason` is the close
@@ -86,7 +110,7 @@ pub fn close_sessions_of_key(shared: &Shared, key: &str, reason: &'static str) -
         if entry.key.as_deref() == Some(key) {
             if entry.tx.try_send(Outgoing::Close(reason)).is_err() {
                 // A full queue cannot carry the close: the kill switch does.
-                entry.kill.notify_one();
+                entry.kill.fire(reason);
             }
             told += 1;
         }
@@ -238,7 +262,7 @@ fn deliver(entry: &SessionEntry, message: Outgoing, slow: &mut Vec<Slow>) {
 /// A session whose queue was full.
 pub struct Slow {
     tx: mpsc::Sender<Outgoing>,
-    kill: Arc<tokio::sync::Notify>,
+    kill: Arc<Kill>,
     wire: Wire,
 }
 
@@ -257,7 +281,7 @@ fn close_slow(shared: &Shared, slow: Vec<Slow>) {
             .fetch_add(1, Ordering::Relaxed);
         if s.wire == Wire::Json {
             inner.sessions.retain(|_, e| !e.tx.same_channel(&s.tx));
-            s.kill.notify_one();
+            s.kill.fire("slow_consumer");
         }
     }
 }
@@ -331,7 +355,7 @@ fn engine_gone(shared: &Shared) {
                 .try_send(Outgoing::Close("engine_stopped"))
                 .is_err()
             {
-                entry.kill.notify_one();
+                entry.kill.fire("engine_stopped");
             }
         }
         inner.sessions.len()
@@ -808,4 +832,34 @@ pub fn heartbeat(shared: &Shared) {
     }
     drop(inner);
     close_slow(shared, slow);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kill;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_kill_switch_fired_before_anyone_waits_closes_with_the_first_reason_given() {
+        let kill = Kill::default();
+        kill.fire("engine_stopped");
+        kill.fire("slow_consumer");
+        let reason = tokio::time::timeout(Duration::from_secs(5), kill.fired()).await;
+        assert_eq!(reason, Ok("engine_stopped"));
+    }
+
+    #[tokio::test]
+    async fn a_kill_switch_wakes_a_session_already_waiting_and_stays_quiet_until_fired() {
+        let kill = std::sync::Arc::new(Kill::default());
+        let quiet = tokio::time::timeout(Duration::from_millis(50), kill.fired()).await;
+        assert!(quiet.is_err(), "fired without a reason given");
+        let waiting = tokio::spawn({
+            let kill = kill.clone();
+            async move { kill.fired().await }
+        });
+        tokio::task::yield_now().await;
+        kill.fire("key_revoked");
+        let reason = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(reason.expect("woken").expect("no panic"), "key_revoked");
+    }
 }

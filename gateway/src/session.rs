@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::config::{Permission, Role};
-use crate::hub::{Outgoing, SessionEntry, Shared, Wire};
+use crate::hub::{Kill, Outgoing, SessionEntry, Shared, Wire};
 use crate::protocol::{self, ApiError, Request};
 
 /// A token bucket: `rate` tokens per second up to `burst`.
@@ -89,7 +89,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
     let id = shared.session_next.fetch_add(1, Ordering::Relaxed);
     let limits = shared.config.limits.clone();
     let (tx, mut rx) = mpsc::channel(limits.outbound_messages_max);
-    let kill = Arc::new(tokio::sync::Notify::new());
+    let kill = Arc::new(Kill::default());
     shared.inner.lock().sessions.insert(
         id,
         SessionEntry {
@@ -181,7 +181,7 @@ pub async fn run(socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
                     break close;
                 }
             }
-            _ = kill.notified() => break Some((1008, "slow_consumer")),
+            reason = kill.fired() => break Some((1008, reason)),
             _ = until(session.cancel_all_at) => {
                 session.cancel_all_at = None;
                 let notice = session.dead_man_fired();
@@ -255,7 +255,7 @@ pub async fn one_shot(
             account: None,
             channels: BTreeSet::new(),
             wire: Wire::Json,
-            kill: Arc::new(tokio::sync::Notify::new()),
+            kill: Default::default(),
             key: Some(principal.key.clone()),
         },
     );

@@ -950,7 +950,7 @@ impl Caller {
                 account: None,
                 channels: Default::default(),
                 wire: Wire::Json,
-                kill: Arc::new(tokio::sync::Notify::new()),
+                kill: Default::default(),
                 key: None,
             },
         );

@@ -31,7 +31,7 @@ use super::codec::{Decoder, Garbled, Message, BEGIN_STRING};
 use super::session::Session;
 use super::store::{self, Store};
 use super::tag;
-use crate::hub::{Outgoing, SessionEntry, Shared, Wire};
+use crate::hub::{Kill, Outgoing, SessionEntry, Shared, Wire};
 use crate::transport::{Stream, Transport};
 
 /// A connection's halves, TLS or plain.
@@ -201,6 +201,7 @@ impl Registry {
         let hub_id = self.shared.session_next.fetch_add(1, Ordering::Relaxed);
         assert!(hub_id < 1 << 32, "session ids fit the token's high half");
         let (hub_tx, hub_rx) = mpsc::channel(HUB_MESSAGES_MAX);
+        let kill = Arc::new(Kill::default());
         self.shared.inner.lock().sessions.insert(
             hub_id,
             SessionEntry {
@@ -208,7 +209,7 @@ impl Registry {
                 account: Some(principal.account),
                 channels: Default::default(),
                 wire: Wire::Raw,
-                kill: Default::default(),
+                kill: kill.clone(),
                 key: Some(comp_id.to_string()),
             },
         );
@@ -217,9 +218,12 @@ impl Registry {
         let task = tokio::spawn(run(
             session,
             control_rx,
-            hub_rx,
+            Hub {
+                rx: hub_rx,
+                kill,
+                id: hub_id,
+            },
             self.shared.clone(),
-            hub_id,
         ));
         sessions.insert(
             comp_id.to_string(),
@@ -361,13 +365,24 @@ async fn recv_inbound(wire: &mut Option<Link>) -> Inbound {
 }
 
 /// One session until the server stops.
+/// A session's side of the hub: its queue, its kill switch, its entry's id.
+struct Hub {
+    rx: mpsc::Receiver<Outgoing>,
+    kill: Arc<Kill>,
+    id: u64,
+}
+
 async fn run(
     mut session: Session,
     mut control: mpsc::Receiver<Control>,
-    mut hub: mpsc::Receiver<Outgoing>,
+    hub: Hub,
     shared: Arc<Shared>,
-    hub_id: u64,
 ) {
+    let Hub {
+        rx: mut hub,
+        kill,
+        id: hub_id,
+    } = hub;
     let mut wire: Option<Link> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     let mut stopping = false;
@@ -380,6 +395,9 @@ async fn run(
                 Some(outgoing) => session.on_hub(outgoing),
                 None => stopping = true,
             },
+            // A close the full queue could not carry (the engine stopped, the key was revoked):
+            // taken after what the queue holds, as the hub branch comes first.
+            reason = kill.fired() => session.on_hub(Outgoing::Close(reason)),
             command = control.recv() => match command {
                 Some(Control::Attach(attach)) => attach_connection(&mut session, &mut wire, attach),
                 Some(Control::Shutdown) | None => {
