@@ -110,6 +110,9 @@ pub struct EngineOptions {
 }
 
 impl EngineOptions {
+    /// Commands between two periodic snapshots unless the options say otherwise.
+    pub const SNAPSHOT_EVERY_COMMANDS_DEFAULT: u64 = 1_000_000;
+
     pub fn new(data_dir: &Path) -> EngineOptions {
         EngineOptions {
             data_dir: data_dir.to_path_buf(),
@@ -119,7 +122,7 @@ impl EngineOptions {
             queue_capacity: QUEUE_CAPACITY_DEFAULT,
             batch_commands_max: BATCH_COMMANDS_MAX,
             outbound_batches: OUTBOUND_BATCHES_MAX,
-            snapshot_every_commands: 1_000_000,
+            snapshot_every_commands: Self::SNAPSHOT_EVERY_COMMANDS_DEFAULT,
             idle: IdleStrategy::default(),
         }
     }
@@ -195,6 +198,9 @@ pub struct Stats {
     pub journal_bytes: AtomicU64,
     pub last_seq: AtomicU64,
     pub snapshots: AtomicU64,
+    /// Periodic snapshots that could not be written (the engine went on: see
+    /// [`Submitter::snapshot_failure`]).
+    pub snapshot_failures: AtomicU64,
 }
 
 struct Shared {
@@ -204,6 +210,8 @@ struct Shared {
     /// Why the engine thread stopped, set before its outbound channel closes; never set by a
     /// clean shutdown.
     failure: OnceLock<String>,
+    /// Why the last periodic snapshot could not be written; cleared by the next one written.
+    snapshot_failure: parking_lot::Mutex<Option<String>>,
     stats: Stats,
 }
 
@@ -241,6 +249,12 @@ impl Submitter {
 
     pub fn queue_depth(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Why the last periodic snapshot could not be written, while no later one has been. The
+    /// engine keeps trading on the journal meanwhile; a restart replays more of it.
+    pub fn snapshot_failure(&self) -> Option<String> {
+        self.shared.snapshot_failure.lock().clone()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -520,6 +534,7 @@ pub fn start(
         sleeping: AtomicBool::new(false),
         thread: OnceLock::new(),
         failure: OnceLock::new(),
+        snapshot_failure: parking_lot::Mutex::new(None),
         stats: Stats::default(),
     });
     shared
@@ -567,6 +582,9 @@ pub struct Sequencer<S: Storage> {
     clock: Box<dyn Clock>,
     seq: u64,
     seq_snapshot: u64,
+    /// The seq of the last snapshot tried, written or not: the next is due `snapshot_every_commands`
+    /// after it, so that a snapshot that cannot be written is not retried on every batch.
+    seq_snapshot_tried: u64,
     /// The last timestamp stamped or journaled: stamps never go backwards, even when the clock
     /// does (a wall clock stepped back, or a restart on a machine whose clock is behind), because
     /// daily withdrawal limits and address cooldowns are computed from them.
@@ -591,6 +609,7 @@ impl<S: Storage> Sequencer<S> {
             clock,
             seq: recovery.last_seq,
             seq_snapshot: recovery.snapshot_seq.unwrap_or(0),
+            seq_snapshot_tried: recovery.snapshot_seq.unwrap_or(0),
             ts_ns_last: recovery.ts_ns_last,
             options,
         }
@@ -651,32 +670,52 @@ impl<S: Storage> Sequencer<S> {
         Ok(published)
     }
 
-    /// True when `snapshot_every_commands` have been sequenced since the last snapshot.
+    /// True when `snapshot_every_commands` have been sequenced since the last snapshot tried.
     pub fn snapshot_due(&self) -> bool {
         let every = self.options.snapshot_every_commands;
-        every > 0 && self.seq - self.seq_snapshot >= every
+        every > 0 && self.seq - self.seq_snapshot_tried >= every
     }
 
     /// Writes a snapshot of the state after the last sequenced command.
-    pub fn snapshot(&mut self) -> std::io::Result<()> {
+    pub fn snapshot(&mut self) -> Result<(), SnapshotError> {
         // The journal up to the snapshot must be on disk before the snapshot claims that seq.
-        self.writer.sync_all()?;
+        self.writer.sync_all().map_err(SnapshotError::Journal)?;
+        self.seq_snapshot_tried = self.seq;
         snapshot::write(
             &self.options.snapshot_dir(),
             self.seq,
             &self.exchange.snapshot(),
-        )?;
+        )
+        .map_err(SnapshotError::Write)?;
         self.seq_snapshot = self.seq;
         Ok(())
     }
 
     /// A clean stop: the journal synced, and a snapshot if anything happened since the last one.
-    pub fn shutdown(&mut self) -> std::io::Result<u64> {
-        self.writer.sync_all()?;
+    pub fn shutdown(&mut self) -> Result<u64, SnapshotError> {
+        self.writer.sync_all().map_err(SnapshotError::Journal)?;
         if self.seq > self.seq_snapshot {
             self.snapshot()?;
         }
         Ok(self.seq)
+    }
+}
+
+/// Why a snapshot was not written.
+#[derive(Debug)]
+pub enum SnapshotError {
+    /// The journal up to it could not be synced: the journal's failure, not the snapshot's.
+    Journal(std::io::Error),
+    /// The snapshot file could not be written (the journal is whole).
+    Write(std::io::Error),
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::Journal(e) => write!(f, "journal write failed: {e}"),
+            SnapshotError::Write(e) => write!(f, "snapshot failed: {e}"),
+        }
     }
 }
 
@@ -712,15 +751,11 @@ impl EngineLoop {
             self.process(&batch)
                 .map_err(|e| format!("journal write failed: {e}"))?;
             if self.sequencer.snapshot_due() {
-                self.snapshot()
-                    .map_err(|e| format!("snapshot failed: {e}"))?;
+                self.periodic_snapshot()?;
             }
         }
         let seq_snapshot = self.sequencer.seq_snapshot;
-        let seq = self
-            .sequencer
-            .shutdown()
-            .map_err(|e| format!("snapshot failed: {e}"))?;
+        let seq = self.sequencer.shutdown().map_err(|e| e.to_string())?;
         if seq > seq_snapshot {
             self.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
         }
@@ -764,10 +799,33 @@ impl EngineLoop {
         Ok(())
     }
 
-    fn snapshot(&mut self) -> std::io::Result<()> {
-        self.sequencer.snapshot()?;
-        self.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    /// A snapshot that cannot be written does not stop trading: the journal holds every command
+    /// and recovery replays it from the newest snapshot written (or the genesis), so only a
+    /// restart's time grows. The failure is counted, kept for `/health` until a snapshot is
+    /// written, and said on stderr; the next try comes `snapshot_every_commands` later. A journal
+    /// that cannot be synced first is the journal's failure, and stops the engine as in
+    /// [`EngineLoop::process`].
+    fn periodic_snapshot(&mut self) -> Result<(), String> {
+        let stats = &self.shared.stats;
+        match self.sequencer.snapshot() {
+            Ok(()) => {
+                stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                *self.shared.snapshot_failure.lock() = None;
+                Ok(())
+            }
+            Err(SnapshotError::Write(e)) => {
+                stats.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                let failure = format!("snapshot of seq {} failed: {e}", self.sequencer.seq());
+                eprintln!(
+                    "kinko: {failure}; trading goes on (the journal has every command), next try \
+                     after {} more commands",
+                    self.options.snapshot_every_commands
+                );
+                *self.shared.snapshot_failure.lock() = Some(failure);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::dirs::TempDir;
@@ -67,9 +68,16 @@ fn run(options: EngineOptions, commands: &[ExchangeCommand]) -> (Vec<Published>,
         Box::new(SystemClock::default()),
     )
     .expect("start");
+    let published = send(&engine, commands);
+    let last = engine.shutdown().expect("clean shutdown");
+    (published, last)
+}
+
+/// Submits `commands` to a running engine in chunks of 40, waiting for each chunk's
+/// acknowledgements (so that the journal holds many batches), and returns the published batches.
+fn send(engine: &runtime::EngineHandle, commands: &[ExchangeCommand]) -> Vec<Published> {
     let submitter = engine.submitter();
     let mut published = Vec::new();
-    // In chunks, waiting for each, so that the journal holds many batches.
     for (chunk_index, chunk) in commands.chunks(40).enumerate() {
         for (i, command) in chunk.iter().enumerate() {
             let token = (chunk_index * 40 + i) as u64;
@@ -87,8 +95,7 @@ fn run(options: EngineOptions, commands: &[ExchangeCommand]) -> (Vec<Published>,
             published.push(batch);
         }
     }
-    let last = engine.shutdown().expect("clean shutdown");
-    (published, last)
+    published
 }
 
 fn segment(dir: &Path, index: u64) -> PathBuf {
@@ -327,6 +334,66 @@ fn a_corrupt_snapshot_falls_back_to_the_journal() {
         engine.recovery.warnings
     );
     assert_eq!(engine.recovery.last_seq, sent.len() as u64);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_written_is_said_and_trading_goes_on() {
+    let dir = TempDir::new("snapblocked");
+    let mut o = options(dir.path());
+    o.snapshot_every_commands = 100;
+    let engine = runtime::start(
+        o.clone(),
+        &defaults::config(),
+        Box::new(SystemClock::default()),
+    )
+    .unwrap();
+    // A file where the snapshot folder goes: every snapshot write fails, as on a broken disk.
+    let folder = dir.path().join("snapshots");
+    let _ = fs::remove_dir_all(&folder);
+    fs::write(&folder, b"not a folder").unwrap();
+    let sent = commands(400);
+    let (blocked, later) = sent.split_at(250);
+    let acked: usize = send(&engine, blocked).iter().map(|b| b.acks.len()).sum();
+    assert_eq!(
+        acked,
+        blocked.len(),
+        "every command past the failed snapshots acknowledged"
+    );
+    let stats = engine.stats();
+    let failures = stats.snapshot_failures.load(Ordering::Relaxed);
+    // Due at seq 100 and 200 (tried once each, not on every batch after).
+    assert_eq!(failures, 2, "tries while the folder is blocked");
+    assert_eq!(stats.snapshots.load(Ordering::Relaxed), 0);
+    let failure = engine
+        .submitter()
+        .snapshot_failure()
+        .expect("the failure is kept");
+    assert!(
+        failure.starts_with("snapshot of seq ") && failure.contains("failed"),
+        "{failure}"
+    );
+    assert_eq!(
+        engine.submitter().failure(),
+        None,
+        "the engine did not stop"
+    );
+    // The folder comes back: the next due snapshot is written and the failure is cleared.
+    fs::remove_file(&folder).unwrap();
+    let acked: usize = send(&engine, later).iter().map(|b| b.acks.len()).sum();
+    assert_eq!(acked, later.len());
+    assert_eq!(stats.snapshot_failures.load(Ordering::Relaxed), failures);
+    assert!(
+        stats.snapshots.load(Ordering::Relaxed) >= 1,
+        "written again"
+    );
+    assert_eq!(engine.submitter().snapshot_failure(), None);
+    let last = engine.shutdown().expect("clean shutdown");
+    assert_eq!(last, sent.len() as u64);
+    // A restart finds a snapshot and every command.
+    let engine = runtime::start(o, &defaults::config(), Box::new(SystemClock::default())).unwrap();
+    assert_eq!(engine.recovery.last_seq, sent.len() as u64);
+    assert!(engine.recovery.snapshot_seq.is_some());
     engine.shutdown().unwrap();
 }
 

@@ -217,6 +217,12 @@ pub struct ServerSection {
     /// keep their size; a new value applies to the segments made after the next start.
     #[serde(default = "journal_segment_mib_default")]
     pub journal_segment_mib: u32,
+    /// A snapshot of the state every this many commands (and at every clean stop); 0: only at a
+    /// clean stop. A restart loads the newest snapshot and replays the journal after it, so this
+    /// bounds a restart's replay. A snapshot that cannot be written does not stop trading
+    /// (`/health` says so); the next try comes this many commands later.
+    #[serde(default = "snapshot_every_commands_default")]
+    pub snapshot_every_commands: u64,
     /// TLS on both ports unless the file says `transport = "plaintext"` (issue #11).
     #[serde(default)]
     pub transport: Transport,
@@ -281,6 +287,10 @@ pub struct TlsSettings {
 
 fn engine_idle_spins_default() -> u32 {
     100
+}
+
+fn snapshot_every_commands_default() -> u64 {
+    engine::runtime::EngineOptions::SNAPSHOT_EVERY_COMMANDS_DEFAULT
 }
 
 fn journal_segment_mib_default() -> u32 {
@@ -596,6 +606,7 @@ pub fn default_config() -> ServeConfig {
             idle: IdleMode::Park,
             chain_hashing: ChainHashing::Inline,
             journal_segment_mib: journal_segment_mib_default(),
+            snapshot_every_commands: snapshot_every_commands_default(),
             transport: Transport::Tls,
         },
         limits: Limits::default(),
@@ -779,6 +790,25 @@ mod tests {
                 error.contains("journal_segment_mib"),
                 "the error names the key: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn snapshots_come_every_million_commands_unless_the_file_says_otherwise() {
+        let text = toml::to_string(&default_config()).unwrap();
+        let line = "snapshot_every_commands = 1000000\n";
+        assert!(text.contains(line), "{text}");
+        let parsed = ServeConfig::from_toml(&text.replace(line, "")).unwrap();
+        assert_eq!(parsed.server.snapshot_every_commands, 1_000_000, "absent");
+        let every = |value: &str| {
+            let line = format!("snapshot_every_commands = {value}\n");
+            ServeConfig::from_toml(&text.replace("snapshot_every_commands = 1000000\n", &line))
+        };
+        assert_eq!(every("5000").unwrap().server.snapshot_every_commands, 5_000);
+        assert_eq!(every("0").unwrap().server.snapshot_every_commands, 0);
+        for bad in ["-1", "\"often\""] {
+            let error = every(bad).unwrap_err();
+            assert!(error.contains("snapshot_every_commands"), "{error}");
         }
     }
 

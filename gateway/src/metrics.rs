@@ -63,6 +63,16 @@ impl Metrics {
             stats.busy.load(Ordering::Relaxed),
         );
         counter(
+            "kinko_snapshots_total",
+            "Snapshots written since start (periodic and at a clean stop).",
+            stats.snapshots.load(Ordering::Relaxed),
+        );
+        counter(
+            "kinko_snapshot_failures_total",
+            "Periodic snapshots that could not be written since start (trading went on).",
+            stats.snapshot_failures.load(Ordering::Relaxed),
+        );
+        counter(
             "kinko_slow_consumers_total",
             "Connections closed for not reading.",
             self.slow_consumers.load(Ordering::Relaxed),

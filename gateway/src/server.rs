@@ -65,6 +65,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, String> {
     options.durability = config.server.durability.durability();
     options.chain_hashing = config.server.chain_hashing;
     options.segment_bytes = config.server.journal_segment_bytes();
+    options.snapshot_every_commands = config.server.snapshot_every_commands;
     match config.server.idle {
         IdleMode::Park => {
             options.idle.spins = config.server.engine_idle_spins.into();
@@ -607,8 +608,10 @@ async fn private_request(
     http_reply(reply)
 }
 
-/// `GET /health`: 200 and `"ok"` while the engine runs; 503 and `"engine_stopped"` with the
-/// reason once it has stopped on an error, so that a load balancer or supervisor sees it.
+/// `GET /health`: 200 and `"ok"` while the engine runs; 200 and `"degraded"` with the reason
+/// while the last periodic snapshot could not be written (trading goes on: the journal has every
+/// command, a restart replays more of it); 503 and `"engine_stopped"` with the reason once the
+/// engine has stopped on an error, so that a load balancer or supervisor sees it.
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let last_seq = shared
         .submitter
@@ -616,7 +619,13 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         .last_seq
         .load(std::sync::atomic::Ordering::Relaxed);
     match shared.submitter.failure() {
-        None => Json(json!({"status": "ok", "last_seq": last_seq})).into_response(),
+        None => match shared.submitter.snapshot_failure() {
+            None => Json(json!({"status": "ok", "last_seq": last_seq})).into_response(),
+            Some(snapshot_failure) => Json(json!({
+                "status": "degraded", "last_seq": last_seq, "snapshot_failure": snapshot_failure
+            }))
+            .into_response(),
+        },
         Some(failure) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "engine_stopped", "reason": failure, "last_seq": last_seq})),

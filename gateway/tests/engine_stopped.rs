@@ -2,7 +2,8 @@
 //! made (a directory stands where its file goes, and `create` fails as it would on a full disk).
 //! Every session hears of it at once with `engine_stopped`, later requests are refused with it,
 //! `/health` answers 503, `kinko serve` exits non-zero, and a restart recovers every command that
-//! was acknowledged.
+//! was acknowledged. A snapshot that cannot be written, on the other hand, does not stop it: the
+//! journal has every command, and `/health` says `degraded` until a snapshot is written again.
 
 mod common;
 mod fixclient;
@@ -209,6 +210,85 @@ async fn a_stopped_engine_closes_every_session_refuses_what_follows_and_loses_no
         acked,
         "the last acknowledged order, seq {}, is in the journal",
         flood.acked_last
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// Sends `count` of alice's IOC bids (they rest nowhere: the book is empty), one at a time, and
+/// asserts that each is acknowledged.
+async fn orders_acknowledged(alice: &mut Client, first_id: u64, count: u64) {
+    for client_order_id in first_id..first_id + count {
+        let ack = alice
+            .order(json!({"side": "buy", "order_type": "limit", "tif": "ioc",
+                "price": "14900000", "qty": "0.0001", "client_order_id": client_order_id}))
+            .await;
+        assert_eq!(ack["type"], "ack", "order {client_order_id}: {ack}");
+    }
+}
+
+/// The value of an unlabelled metric in `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let text = http_text(addr, "/metrics").await;
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in /metrics: {text}"));
+    line.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_cannot_be_written_degrades_health_and_trading_goes_on() {
+    let dir = TempDir::new("snapshot-blocked");
+    let mut config = config(dir.path());
+    config.server.snapshot_every_commands = 50;
+    let (server, addr) = start(config.clone()).await;
+    assert_eq!(metric(addr, "kinko_snapshot_failures_total").await, 0);
+    // A file where the snapshot folder goes: every snapshot write fails, as on a broken disk.
+    let folder = dir.path().join("snapshots");
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::write(&folder, b"not a folder").unwrap();
+    let mut alice = Client::connect(addr).await;
+    alice.login_as("alice", false).await;
+    orders_acknowledged(&mut alice, 1, 120).await;
+
+    let (status, health) = http(addr, "GET", "/health", None).await;
+    assert_eq!(
+        (status, &health["status"]),
+        (200, &json!("degraded")),
+        "{health}"
+    );
+    let failure = health["snapshot_failure"].as_str().unwrap();
+    assert!(
+        failure.starts_with("snapshot of seq ") && failure.contains("failed"),
+        "{health}"
+    );
+    let failures = metric(addr, "kinko_snapshot_failures_total").await;
+    assert!(failures >= 2, "a try every 50 commands: {failures}");
+    assert_eq!(metric(addr, "kinko_engine_up").await, 1);
+
+    // The folder back, the next snapshot due is written and health is whole again.
+    std::fs::remove_file(&folder).unwrap();
+    orders_acknowledged(&mut alice, 121, 60).await;
+    let (status, health) = http(addr, "GET", "/health", None).await;
+    assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
+    assert!(health.get("snapshot_failure").is_none(), "{health}");
+    assert!(metric(addr, "kinko_snapshots_total").await >= 1);
+    assert_eq!(
+        metric(addr, "kinko_snapshot_failures_total").await,
+        failures
+    );
+    let last_seq = health["last_seq"].as_u64().unwrap();
+    server.shutdown().await.expect("a clean stop");
+    let (server, _) = start(config).await;
+    let recovered = server
+        .shared
+        .submitter
+        .stats()
+        .last_seq
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        recovered >= last_seq,
+        "recovered to {recovered}, was {last_seq}"
     );
     server.shutdown().await.unwrap();
 }
