@@ -54,19 +54,31 @@ pub fn file_bytes(seq: u64, snapshot: &ExchangeSnapshot) -> (Vec<u8>, [u8; 32]) 
 }
 
 /// Writes a snapshot taken after `seq` and returns its path and state hash.
+///
+/// An error names the path it concerns. A temporary file that could not be completed is removed,
+/// so that a full disk is not left fuller by the attempt.
 pub fn write(dir: &Path, seq: u64, snapshot: &ExchangeSnapshot) -> io::Result<(PathBuf, [u8; 32])> {
-    fs::create_dir_all(dir)?;
+    let at = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{path}: {e}"))
+    };
+    fs::create_dir_all(dir).map_err(at(dir))?;
     let (bytes, hash) = file_bytes(seq, snapshot);
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
-    {
-        let mut file = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut file| {
         file.write_all(&bytes)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(at(&tmp)(e));
     }
-    fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()?;
-    prune(dir)?;
+    fs::rename(&tmp, &path).map_err(at(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at(dir))?;
+    prune(dir).map_err(at(dir))?;
     Ok((path, hash))
 }
 

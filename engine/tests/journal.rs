@@ -370,7 +370,8 @@ fn a_snapshot_that_cannot_be_written_is_said_and_trading_goes_on() {
         .snapshot_failure()
         .expect("the failure is kept");
     assert!(
-        failure.starts_with("snapshot of seq ") && failure.contains("failed"),
+        failure.starts_with("snapshot of seq ")
+            && failure.contains(&format!("failed: {}: ", folder.display())),
         "{failure}"
     );
     assert_eq!(

@@ -259,7 +259,8 @@ async fn a_snapshot_that_cannot_be_written_degrades_health_and_trading_goes_on()
     );
     let failure = health["snapshot_failure"].as_str().unwrap();
     assert!(
-        failure.starts_with("snapshot of seq ") && failure.contains("failed"),
+        failure.starts_with("snapshot of seq ")
+            && failure.contains(&format!("failed: {}: ", folder.display())),
         "{health}"
     );
     let failures = metric(addr, "kinko_snapshot_failures_total").await;
