@@ -755,7 +755,14 @@ impl EngineLoop {
             }
         }
         let seq_snapshot = self.sequencer.seq_snapshot;
-        let seq = self.sequencer.shutdown().map_err(|e| e.to_string())?;
+        let seq = self.sequencer.shutdown().map_err(|e| match e {
+            SnapshotError::Write(e) => format!(
+                "the closing snapshot of seq {} failed: {e}; the journal holds every command up \
+                 to it, and the next start replays from the newest snapshot written",
+                self.sequencer.seq()
+            ),
+            e => e.to_string(),
+        })?;
         if seq > seq_snapshot {
             self.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
         }

@@ -389,12 +389,35 @@ fn a_snapshot_that_cannot_be_written_is_said_and_trading_goes_on() {
         "written again"
     );
     assert_eq!(engine.submitter().snapshot_failure(), None);
-    let last = engine.shutdown().expect("clean shutdown");
-    assert_eq!(last, sent.len() as u64);
+    // Blocked again at the stop: the closing snapshot's failure is the stop's error, and it says
+    // that nothing is lost.
+    let sent_more = commands(450);
+    let acked: usize = send(&engine, &sent_more[sent.len()..])
+        .iter()
+        .map(|b| b.acks.len())
+        .sum();
+    assert_eq!(acked, 50);
+    let last = sent_more.len() as u64;
+    let aside = dir.path().join("snapshots-aside");
+    fs::rename(&folder, &aside).unwrap();
+    fs::write(&folder, b"not a folder").unwrap();
+    let error = engine
+        .shutdown()
+        .expect_err("the closing snapshot cannot be written");
+    assert!(
+        error.starts_with(&format!("the closing snapshot of seq {last} failed: "))
+            && error.contains("the journal holds every command"),
+        "{error}"
+    );
+    fs::remove_file(&folder).unwrap();
+    fs::rename(&aside, &folder).unwrap();
     // A restart finds a snapshot and every command.
     let engine = runtime::start(o, &defaults::config(), Box::new(SystemClock::default())).unwrap();
-    assert_eq!(engine.recovery.last_seq, sent.len() as u64);
-    assert!(engine.recovery.snapshot_seq.is_some());
+    assert_eq!(
+        engine.recovery.last_seq, last,
+        "every command, from the journal"
+    );
+    assert!(engine.recovery.snapshot_seq.is_some_and(|seq| seq < last));
     engine.shutdown().unwrap();
 }
 
