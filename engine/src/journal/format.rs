@@ -239,6 +239,28 @@ pub enum RecordError {
     BadPayloadLength(u32),
 }
 
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::End => write!(f, "zero record length"),
+            RecordError::BadLength(len) => write!(
+                f,
+                "record length {len} is not a multiple of {RECORD_ALIGN} from \
+                 {RECORD_BYTES_MIN} up to the end of the segment"
+            ),
+            RecordError::BadKind(kind) => write!(f, "unknown record type {kind}"),
+            RecordError::BadChecksum { stored, computed } => write!(
+                f,
+                "checksum mismatch: CRC32C stored {stored:#010x}, computed {computed:#010x} over \
+                 the record's bytes"
+            ),
+            RecordError::BadPayloadLength(len) => {
+                write!(f, "payload length {len} does not fit in the record")
+            }
+        }
+    }
+}
+
 /// Parses and checks the record at the start of `bytes`.
 pub fn parse_record(bytes: &[u8]) -> Result<RecordView<'_>, RecordError> {
     if bytes.len() < RECORD_BYTES_MIN {
@@ -284,6 +306,36 @@ pub fn chain_next(previous: &[u8; 32], batch_bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_record_is_said_in_words_with_its_numbers() {
+        let mut out = Vec::new();
+        append_record(&mut out, RecordKind::Command, 7, 9, |o| {
+            o.extend_from_slice(b"payload")
+        });
+        let len = out.len();
+        let mut bad = out.clone();
+        bad[RECORD_HEADER_BYTES] ^= 1;
+        let stored = u32::from_le_bytes(out[len - 4..].try_into().unwrap());
+        let error = parse_record(&bad).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "checksum mismatch: CRC32C stored {stored:#010x}, "
+            )),
+            "{error}"
+        );
+        let mut bad = out.clone();
+        bad[0] = 33;
+        let error = parse_record(&bad).unwrap_err().to_string();
+        assert!(
+            error.starts_with("record length 33 is not a multiple of 8"),
+            "{error}"
+        );
+        assert_eq!(
+            RecordError::BadKind(200).to_string(),
+            "unknown record type 200"
+        );
+    }
 
     #[test]
     fn record_round_trips_and_is_aligned() {

@@ -424,7 +424,7 @@ impl<'s, S: Storage> JournalScan<'s, S> {
                 Err(e) => {
                     let problem = Problem::Bad {
                         seq: header_seq(&bytes[offset..]),
-                        detail: format!("{e:?}"),
+                        detail: e.to_string(),
                     };
                     return Stop::Problem(offset, problem);
                 }
