@@ -298,9 +298,15 @@ class Conn:
         key, secret = f"demo-{name}", f"demo-{name}-secret"
         ts = int(time.time() * 1000)
         nonce = fresh_nonce()
-        return await self.request({"type": "login", "key": key, "ts": ts, "nonce": nonce,
-                                   "sig": sign(secret, key, ts, nonce),
-                                   "cancel_on_disconnect": cancel_on_disconnect})
+        reply = await self.request({"type": "login", "key": key, "ts": ts, "nonce": nonce,
+                                    "sig": sign(secret, key, ts, nonce),
+                                    "cancel_on_disconnect": cancel_on_disconnect})
+        if reply.get("code") in ("unknown_key", "bad_signature"):
+            print(f"note: the server refused {key} ({reply.get('code')}): this script logs in "
+                  "with the demo keys of the embedded configuration (demo-NAME / "
+                  "demo-NAME-secret); a server started with --config FILE knows only the keys "
+                  "FILE lists", file=sys.stderr)
+        return reply
 
     async def order(self, **fields):
         return await self.request(dict({"type": "new_order", "instrument": SYMBOL}, **fields))
